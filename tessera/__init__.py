@@ -1,0 +1,3 @@
+"""Tessera: one language for deep-learning models and tile kernels."""
+
+__version__ = "0.1.0"
