@@ -42,5 +42,6 @@ class SourceFile:
         return cls(str(p), p.read_text(encoding="utf-8"))
 
     def line_text(self, line: int) -> str:
-        lines = self.text.splitlines()
-        return lines[line - 1] if 1 <= line <= len(lines) else ""
+        # Lines end at "\n" only, as the lexer counts them (splitlines would also split on form feeds).
+        lines = self.text.split("\n")
+        return lines[line - 1].rstrip("\r") if 1 <= line <= len(lines) else ""
