@@ -1,4 +1,4 @@
-"""Unit and property tests for tessera.frontend.constraints (where-clause facts and proofs)."""
+"""Unit and property tests for tessera.constraints (where-clause facts and proofs)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from tessera.frontend.constraints import Constraint, ConstraintSet
-from tessera.frontend.symbolic import Dim, DimError, parse_dim
+from tessera.constraints import Constraint, ConstraintSet
+from tessera.symbolic import Dim, DimError, parse_dim
 
 P = parse_dim
 

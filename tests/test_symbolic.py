@@ -1,4 +1,4 @@
-"""Unit and property tests for tessera.frontend.symbolic (the Dim normal form)."""
+"""Unit and property tests for tessera.symbolic (the Dim normal form)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tessera.frontend.symbolic import Dim, DimError, FloorDiv, Mod, parse_dim
+from tessera.symbolic import Dim, DimError, FloorDiv, Mod, parse_dim
 
 P = parse_dim
 A, B, C, D, H, N, S = (Dim.sym(n) for n in "ABCDHNS")

@@ -7,8 +7,8 @@ from collections.abc import Callable
 
 from tessera.diagnostics import error
 from tessera.frontend import ast
-from tessera.frontend.constraints import Constraint
-from tessera.frontend.symbolic import Dim, DimError, parse_dim
+from tessera.constraints import Constraint
+from tessera.symbolic import Dim, DimError, parse_dim
 from tessera.frontend.types import (
     BOOLEAN,
     FLOAT,

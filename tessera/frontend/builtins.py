@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 
 from tessera.diagnostics import error
 from tessera.frontend import shapes
-from tessera.frontend.constraints import ConstraintSet
+from tessera.constraints import ConstraintSet
 from tessera.frontend.shapes import ONE, Operand
-from tessera.frontend.symbolic import Dim
+from tessera.symbolic import Dim
 from tessera.frontend.types import (
     ANY,
     BOOL,

@@ -10,10 +10,10 @@ from tessera.diagnostics import Label, error
 from tessera.frontend import ast, shapes
 from tessera.frontend.annotations import policy_value
 from tessera.frontend.builtins import BUILTINS, SCHEDULE, Arg, Builtin, Param
-from tessera.frontend.constraints import Constraint
+from tessera.constraints import Constraint
 from tessera.frontend.intrinsics import EFFECT_SCOPES, TILE_INTRINSICS
 from tessera.frontend.signatures import Signature
-from tessera.frontend.symbolic import Dim, DimError
+from tessera.symbolic import Dim, DimError
 from tessera.frontend.types import (
     ANY,
     NONE,

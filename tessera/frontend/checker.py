@@ -14,7 +14,7 @@ from tessera.diagnostics import CompilationError, Diagnostic, Label, error
 from tessera.frontend import ast, shapes
 from tessera.frontend.annotations import resolve_type
 from tessera.frontend.calls import CallTyping, substitute_type
-from tessera.frontend.constraints import Constraint, ConstraintSet
+from tessera.constraints import Constraint, ConstraintSet
 from tessera.frontend.decorators import read_decorators
 from tessera.frontend.effects import (
     EffectRecord,
@@ -26,7 +26,7 @@ from tessera.frontend.effects import (
 from tessera.frontend.expressions import ExpressionTyping
 from tessera.frontend.program import Program
 from tessera.frontend.signatures import ParamSig, Signature, dim_symbols
-from tessera.frontend.symbolic import Dim
+from tessera.symbolic import Dim
 from tessera.frontend.types import (
     ANY,
     NONE,

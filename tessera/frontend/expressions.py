@@ -16,7 +16,7 @@ from tessera.frontend.annotations import POLICY_NAMES, TENSOR_KINDS, merge_polic
 from tessera.frontend.builtins import BINOP_BUILTIN, BUILTINS, CONSTANTS, Arg, CallCtx, elementwise
 from tessera.frontend.intrinsics import EFFECT_SCOPES, TILE_INTRINSICS
 from tessera.frontend.shapes import ONE
-from tessera.frontend.symbolic import Dim, DimError
+from tessera.symbolic import Dim, DimError
 from tessera.frontend.types import (
     ANY,
     BOOL,

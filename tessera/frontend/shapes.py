@@ -12,8 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from tessera.diagnostics import CompilationError, Label, error
-from tessera.frontend.constraints import ConstraintSet
-from tessera.frontend.symbolic import Dim
+from tessera.constraints import ConstraintSet
+from tessera.symbolic import Dim
 from tessera.source import Span
 
 ONE = Dim.const(1)

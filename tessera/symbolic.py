@@ -14,7 +14,7 @@ integer, so every monomial is integer-valued; the floor-division and modulo
 rules below rely on that.
 
 Facts *about* symbols (``D % 8 == 0``, ranges, equalities) are not known here;
-`tessera.frontend.constraints` layers them on top.
+`tessera.constraints` layers them on top.
 """
 
 from __future__ import annotations

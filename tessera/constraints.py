@@ -25,7 +25,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from math import gcd
 
-from tessera.frontend.symbolic import Atom, Dim, DimError, FloorDiv, Mod
+from tessera.symbolic import Atom, Dim, DimError, FloorDiv, Mod
 
 __all__ = ["KINDS", "Constraint", "ConstraintSet"]
 
