@@ -5,10 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from tessera.constraints import Constraint
 from tessera.diagnostics import error
 from tessera.frontend import ast
-from tessera.constraints import Constraint
-from tessera.symbolic import Dim, DimError, parse_dim
 from tessera.frontend.types import (
     BOOLEAN,
     FLOAT,
@@ -25,9 +24,11 @@ from tessera.frontend.types import (
     TensorType,
     TupleType,
     Type,
+    default_accum,
     dtype_named,
     promote,
 )
+from tessera.symbolic import Dim, DimError, parse_dim
 
 Lookup = Callable[[str], "Type | None"]
 
@@ -91,6 +92,8 @@ def dim_of_annotation(e: ast.Expr, lookup: Lookup) -> Dim:
             if v < 0:
                 raise error("E-SHAPE", f"a dimension cannot be negative ({v})", e.span)
             return Dim.const(v)
+        case ast.UnaryOp(op="-", operand=ast.Constant(value=int(v))) if not isinstance(v, bool):
+            raise error("E-SHAPE", f"a dimension cannot be negative ({-v})", e.span)
         case ast.Constant(value=str(text)):
             try:
                 return parse_dim(text)
@@ -148,7 +151,7 @@ def merge_policy(base: DTypeValue, extra: Policy, at: ast.Span) -> Policy:  # ty
         acc = extra.accum
         if promote(acc, base.dtype) != acc:
             raise error("E-DTYPE", f"accumulation dtype {acc} is narrower than the storage dtype {base.dtype}",
-                        at, fixit=f"{base.dtype} @accum(f32)")
+                        at, fixit=f"{base.dtype} @accum({default_accum(base.dtype)})")
         p = Policy(acc, p.rounding, p.loss_scale, p.saturate)
     if extra.rounding is not None:
         if p.rounding is not None:

@@ -9,11 +9,10 @@ import ast as pyast
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from tessera.constraints import ConstraintSet
 from tessera.diagnostics import error
 from tessera.frontend import shapes
-from tessera.constraints import ConstraintSet
 from tessera.frontend.shapes import ONE, Operand
-from tessera.symbolic import Dim
 from tessera.frontend.types import (
     ANY,
     BOOL,
@@ -42,6 +41,7 @@ from tessera.frontend.types import (
     promote,
 )
 from tessera.source import Span
+from tessera.symbolic import Dim
 
 # ---------------------------------------------------------------- signatures
 
@@ -85,6 +85,11 @@ class Arg:
     given: bool = True
 
 
+class UnknownValue(Exception):
+    """Raised by a rule that needs an argument's value or shape while its type is `any` (e.g. inside a
+    generic helper checked on its own): the call's result is then `any`, and nothing is reported."""
+
+
 @dataclass
 class CallCtx:
     """What a shape/dtype rule sees of one call."""
@@ -99,8 +104,17 @@ class CallCtx:
     def error(self, code: str, msg: str, span: Span | None = None, **kw: object):
         return error(code, f"{self.name}: {msg}", span or self.span, **kw)  # type: ignore[arg-type]
 
+    def known(self, name: str) -> Type:
+        """The type of an argument the rule must know (UnknownValue when it is `any`)."""
+        t = self.args[name].ty
+        if isinstance(t, AnyType):
+            raise UnknownValue(name)
+        return t
+
     def tensor(self, name: str, arg: Arg | None = None) -> TensorType:
         a = arg or self.args[name]
+        if isinstance(a.ty, AnyType):
+            raise UnknownValue(name)
         if isinstance(a.ty, TensorType):
             return a.ty
         if isinstance(a.ty, ScalarType):
@@ -116,6 +130,7 @@ class CallCtx:
 
     def static_int(self, name: str) -> int | None:
         a = self.args[name]
+        self.known(name)
         v = a.ty.value if isinstance(a.ty, ScalarType) and a.ty.kind == "int" else None
         if v is None or not isinstance(v, Dim) or not v.is_const:
             if a.given:
@@ -127,7 +142,7 @@ class CallCtx:
     def static_axes(self, name: str, rank: int) -> tuple[int, ...] | None:
         """An axis argument: None (all axes), an int, or a tuple of ints; normalised."""
         a = self.args[name]
-        if isinstance(a.ty, type(NONE)):
+        if isinstance(self.known(name), type(NONE)):
             return None
         vals: list[int] = []
         items = a.ty.elts if isinstance(a.ty, (TupleType, ListType)) else (a.ty,)
@@ -142,11 +157,14 @@ class CallCtx:
     def dims_arg(self, name: str) -> tuple[Dim, ...]:
         """A shape argument: an int or a tuple of ints (static or symbolic, e.g. `x.shape[0]`)."""
         a = self.args[name]
-        items = a.ty.elts if isinstance(a.ty, (TupleType, ListType)) else (a.ty,)
+        items = a.ty.elts if isinstance(self.known(name), (TupleType, ListType)) else (a.ty,)
         dims: list[Dim] = []
         for t in items:
             if isinstance(t, ScalarType) and t.kind == "int":
-                dims.append(t.value if isinstance(t.value, Dim) else self.fresh_dim())
+                d = t.value if isinstance(t.value, Dim) else self.fresh_dim()
+                if d.is_const and d.value < 0:
+                    raise self.error("E-SHAPE", f"a dimension cannot be negative ({d.value})", a.span)
+                dims.append(d)
             elif isinstance(t, AnyType):
                 dims.append(self.fresh_dim())
             else:
@@ -156,13 +174,13 @@ class CallCtx:
 
     def dtype_arg(self, name: str) -> tuple[DType, Policy]:
         a = self.args[name]
-        if isinstance(a.ty, DTypeValue):
+        if isinstance(self.known(name), DTypeValue):
             return a.ty.dtype, a.ty.policy
         raise self.error("E-TYPE", f"'{name}' must be a dtype such as f32 or bf16, found {a.ty}", a.span)
 
     def str_arg(self, name: str, choices: Sequence[str] | None = None) -> str | None:
         a = self.args[name]
-        if isinstance(a.ty, type(NONE)):
+        if isinstance(self.known(name), type(NONE)):
             return None
         if not isinstance(a.ty, StrType) or a.ty.value is None:
             raise self.error("E-TYPE", f"'{name}' must be a string literal, found {a.ty}", a.span)
@@ -199,7 +217,8 @@ def _policy_of(types: Sequence[Type], dtype: DType | None) -> Policy:
 
 def elementwise_dtype(types: Sequence[Type]) -> DType | None:
     """Promotion of §4: tensors promote to the widest; Python scalars are weak and take the tensor's
-    dtype, except that a float scalar makes an int or bool tensor float (f32)."""
+    dtype, except that a float scalar makes an int or bool tensor float (f32) and an int scalar makes a
+    bool tensor int64."""
     tensor_dts = [t.dtype for t in types if isinstance(t, TensorType)]
     if any(d is None for d in tensor_dts):
         return None
@@ -210,6 +229,8 @@ def elementwise_dtype(types: Sequence[Type]) -> DType | None:
         isinstance(t, ScalarType) and t.kind == "float" for t in types
     ):
         return F32
+    if out == BOOL and any(isinstance(t, ScalarType) and t.kind == "int" for t in types):
+        return INT64
     return out
 
 
@@ -238,13 +259,13 @@ def accum_of(ts: Sequence[TensorType]) -> DType | None:
     return default_accum(p)  # type: ignore[arg-type]
 
 
-def _require_accum_for_fp8(ctx: CallCtx, names: Sequence[str]) -> None:
-    for n in names:
-        t = ctx.args[n].ty
+def _require_accum_for_fp8(ctx: CallCtx, args: Sequence[Arg]) -> None:
+    """Ops that accumulate (matmul, einsum, sum-like reductions) need an explicit @accum on fp8."""
+    for a in args:
+        t = a.ty
         if isinstance(t, TensorType) and t.dtype is not None and t.dtype.bits == 8 and t.dtype.is_float \
                 and t.policy.accum is None:
-            raise ctx.error("E-DTYPE", f"fp8 operand '{ctx.args[n].text or n}' needs an explicit "
-                            "accumulation dtype", ctx.args[n].span,
+            raise ctx.error("E-DTYPE", f"fp8 operand '{a.text}' needs an explicit accumulation dtype", a.span,
                             notes=["fp8 has no default accumulation policy (spec §4)"],
                             fixit=f"{t.dtype} @accum(f32)")
 
@@ -324,6 +345,9 @@ def rule_creation(ctx: CallCtx) -> Type:
 
 
 def rule_arange(ctx: CallCtx) -> Type:
+    n = ctx.args["n"].ty
+    if isinstance(n, ScalarType) and isinstance(n.value, Dim) and n.value.is_const and n.value.value < 0:
+        return TensorType((Dim.const(0),), *ctx.dtype_arg("dtype"))  # like NumPy: an empty range
     dims = ctx.dims_arg("n")
     if len(dims) != 1:
         raise ctx.error("E-TYPE", "'n' must be a single int", ctx.args["n"].span)
@@ -374,6 +398,7 @@ def reduction(kind: str) -> Callable[[CallCtx], Type]:
             return TensorType(dims, INT64)
         if kind in ("max", "min"):
             return TensorType(dims, x.dtype, x.policy)
+        _require_accum_for_fp8(ctx, [ctx.args["x"]])
         if kind in ("mean", "logsumexp", "var") and x.dtype is not None and not x.dtype.is_float:
             return TensorType(dims, F32)
         return TensorType(dims, x.accum, NO_POLICY)
@@ -382,7 +407,7 @@ def reduction(kind: str) -> Callable[[CallCtx], Type]:
 
 
 def _static_bool(ctx: CallCtx, name: str) -> bool:
-    t = ctx.args[name].ty
+    t = ctx.known(name)
     if isinstance(t, ScalarType) and t.kind == "bool" and isinstance(t.value, bool):
         return t.value
     raise ctx.error("E-TYPE", f"'{name}' must be True or False", ctx.args[name].span)
@@ -392,7 +417,7 @@ def rule_matmul(ctx: CallCtx) -> Type:
     if ctx.is_any("a", "b"):
         return ANY
     a, b = ctx.tensor("a"), ctx.tensor("b")
-    _require_accum_for_fp8(ctx, ("a", "b"))
+    _require_accum_for_fp8(ctx, [ctx.args["a"], ctx.args["b"]])
     dims = shapes.matmul(ctx.cs, ctx.operand("a"), ctx.operand("b"), ctx.span)
     return TensorType(dims, accum_of([a, b]))
 
@@ -430,6 +455,7 @@ def rule_einsum(ctx: CallCtx) -> Type:
     for ch in out_letters:
         if ch not in bound:
             raise ctx.error("E-SHAPE", f"output axis '{ch}' does not appear in any input", ctx.args["spec"].span)
+    _require_accum_for_fp8(ctx, ops)
     tensors = [ctx.tensor("operand", o) for o in ops]
     return TensorType(tuple(bound[c][0].dims[bound[c][1]] for c in out_letters), accum_of(tensors))
 
@@ -498,7 +524,12 @@ def rule_one_hot(ctx: CallCtx) -> Type:
     if ctx.is_any("ids"):
         return ANY
     ids = ctx.tensor("ids")
+    if ids.dtype is not None and not ids.dtype.is_int:
+        raise ctx.error("E-DTYPE", f"'ids' must be integer class ids, found {ids.dtype}",
+                        ctx.args["ids"].span, fixit=f"cast({ctx.args['ids'].text}, int32)")
     n = ctx.dims_arg("n")
+    if len(n) != 1:
+        raise ctx.error("E-TYPE", "'n' must be a single int", ctx.args["n"].span)
     dt, pol = ctx.dtype_arg("dtype")
     return TensorType((*ids.dims, *n), dt, pol)
 
@@ -508,6 +539,7 @@ def rule_cross_entropy(ctx: CallCtx) -> Type:
         return ANY
     logits, labels = ctx.tensor("logits"), ctx.tensor("labels")
     _require_float(ctx, "logits", logits)
+    _require_accum_for_fp8(ctx, [ctx.args["logits"]])
     if labels.dtype is not None and not labels.dtype.is_int:
         raise ctx.error("E-DTYPE", f"'labels' must be integer class ids, found {labels.dtype}",
                         ctx.args["labels"].span, fixit=f"cast({ctx.args['labels'].text}, int32)")
@@ -523,6 +555,7 @@ def rule_cross_entropy(ctx: CallCtx) -> Type:
 def rule_mse(ctx: CallCtx) -> Type:
     out = elementwise(ctx, ["a", "b"], float_only=True)
     if isinstance(out, TensorType):
+        _require_accum_for_fp8(ctx, [ctx.args["a"], ctx.args["b"]])
         return TensorType((), accum_of([out]))
     return out
 
@@ -569,6 +602,7 @@ def rule_reshape(ctx: CallCtx) -> Type:
         return ANY
     x = ctx.tensor("x")
     a = ctx.args["shape"]
+    ctx.known("shape")
     items = a.ty.elts if isinstance(a.ty, (TupleType, ListType)) else (a.ty,)
     target: list[Dim | None] = []
     for t in items:
@@ -602,8 +636,8 @@ def rule_swapaxes(ctx: CallCtx) -> Type:
     if ctx.is_any("x"):
         return ANY
     x = ctx.tensor("x")
-    i = shapes.normalize_axis(ctx.static_int("a") or 0, x.rank, "swapaxes", ctx.args["a"].span)
-    j = shapes.normalize_axis(ctx.static_int("b") or 0, x.rank, "swapaxes", ctx.args["b"].span)
+    i = shapes.normalize_axis(ctx.static_int("a") or 0, x.rank, "swapaxes", ctx.args["a"].span, scalar=False)
+    j = shapes.normalize_axis(ctx.static_int("b") or 0, x.rank, "swapaxes", ctx.args["b"].span, scalar=False)
     dims = list(x.dims)
     dims[i], dims[j] = dims[j], dims[i]
     return x.with_(dims=tuple(dims))
@@ -626,6 +660,8 @@ def rule_squeeze(ctx: CallCtx) -> Type:
     axes = ctx.static_axes("axis", x.rank)
     if axes is None:
         return x.with_(dims=tuple(d for d in x.dims if d != ONE))
+    if x.rank == 0:  # static_axes lets axis 0 of a scalar through, for reductions; a scalar has no axis to drop
+        axes = (shapes.normalize_axis(axes[0], 0, "squeeze", ctx.args["axis"].span, scalar=False),)
     for ax in axes:
         if not shapes.dims_equal(ctx.cs, x.dims[ax], ONE):
             raise ctx.error("E-SHAPE", f"x.shape[{ax}] ({x.dims[ax]}) must be 1 to squeeze it",
@@ -667,6 +703,9 @@ def rule_concat(ctx: CallCtx, stack: bool = False) -> Type:
         if t.rank != rank:
             raise ctx.error("E-SHAPE", f"all tensors must have the same rank; {p.text} has rank {t.rank}, "
                             f"{parts[0].text} has rank {rank}", p.span)
+    if rank == 0 and not stack:
+        raise ctx.error("E-SHAPE", "cannot concatenate rank-0 tensors", ctx.args["xs"].span,
+                        notes=["stack(xs) builds a 1-D tensor from them"])
     ax = shapes.normalize_axis(ctx.static_int("axis") or 0, rank + (1 if stack else 0), ctx.name,
                                ctx.args["axis"].span)
     for o in ops[1:]:
@@ -689,10 +728,12 @@ def rule_split(ctx: CallCtx) -> Type:
     if ctx.is_any("x"):
         return ANY
     x = ctx.tensor("x")
-    n = ctx.static_int("n") or 1
+    n = ctx.static_int("n")
+    n = 1 if n is None else n
     if n < 1:
         raise ctx.error("E-SHAPE", f"'n' must be at least 1, found {n}", ctx.args["n"].span)
-    ax = shapes.normalize_axis(ctx.static_int("axis") or 0, x.rank, "split", ctx.args["axis"].span)
+    ax = shapes.normalize_axis(ctx.static_int("axis") or 0, x.rank, "split", ctx.args["axis"].span,
+                               scalar=False)
     d = x.dims[ax]
     if not ctx.cs.divides(n, d) and not (d.is_const and d.value % n == 0):
         raise ctx.error("E-SHAPE", f"x.shape[{ax}] ({d}) is not provably divisible by {n}", ctx.span,

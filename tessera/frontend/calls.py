@@ -6,14 +6,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from tessera.constraints import Constraint
 from tessera.diagnostics import Label, error
 from tessera.frontend import ast, shapes
 from tessera.frontend.annotations import policy_value
-from tessera.frontend.builtins import BUILTINS, SCHEDULE, Arg, Builtin, Param
-from tessera.constraints import Constraint
+from tessera.frontend.builtins import BUILTINS, SCHEDULE, Arg, Builtin, Param, UnknownValue
 from tessera.frontend.intrinsics import EFFECT_SCOPES, TILE_INTRINSICS
 from tessera.frontend.signatures import Signature
-from tessera.symbolic import Dim, DimError
 from tessera.frontend.types import (
     ANY,
     NONE,
@@ -29,6 +28,7 @@ from tessera.frontend.types import (
     Type,
     is_narrowing,
 )
+from tessera.symbolic import Dim, DimError
 
 if TYPE_CHECKING:
     from tessera.frontend.checker import FunctionChecker
@@ -88,7 +88,10 @@ class CallTyping:
         args, varargs = self.bind_builtin(b, e, pos, kws)
         for kind in b.effects:
             self.effect(kind, e.span, f"{b.name}()")
-        return b.rule(self.call_ctx(b.name, e.span, args, varargs))
+        try:
+            return b.rule(self.call_ctx(b.name, e.span, args, varargs))
+        except UnknownValue:
+            return ANY  # a value the rule needs is untracked (`any`): so is the result
 
     def bind_builtin(self: FunctionChecker, b: Builtin, e: ast.Expr, pos: list[Bound],
                      kws: dict[str, tuple[Type, ast.Expr, ast.Span]]) -> tuple[dict[str, Arg], list[Arg]]:
@@ -206,7 +209,7 @@ class CallTyping:
 
     def bind_dims(self: FunctionChecker, sig: Signature, pname: str, want: TensorType, got: TensorType,
                   x: ast.Expr, bindings: dict[str, Dim], origin: dict[str, str]) -> None:
-        arg_text = self.text(x)
+        arg_text = shapes.as_operand(self.text(x))
         # Bare symbols bind first, so that compound dims ("D//4") can be checked against them.
         for i, (w, g) in enumerate(zip(want.dims, got.dims)):
             syms = w.free_symbols

@@ -8,13 +8,15 @@ functions), instantiates generic helpers at their calls, and closes effects over
 from __future__ import annotations
 
 import itertools
+import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from tessera.constraints import Constraint, ConstraintSet
 from tessera.diagnostics import CompilationError, Diagnostic, Label, error
 from tessera.frontend import ast, shapes
 from tessera.frontend.annotations import resolve_type
 from tessera.frontend.calls import CallTyping, substitute_type
-from tessera.constraints import Constraint, ConstraintSet
 from tessera.frontend.decorators import read_decorators
 from tessera.frontend.effects import (
     EffectRecord,
@@ -26,7 +28,6 @@ from tessera.frontend.effects import (
 from tessera.frontend.expressions import ExpressionTyping
 from tessera.frontend.program import Program
 from tessera.frontend.signatures import ParamSig, Signature, dim_symbols
-from tessera.symbolic import Dim
 from tessera.frontend.types import (
     ANY,
     NONE,
@@ -43,6 +44,7 @@ from tessera.frontend.types import (
     is_narrowing,
 )
 from tessera.source import Span
+from tessera.symbolic import Dim
 
 MAX_INSTANTIATION_DEPTH = 24
 
@@ -67,7 +69,7 @@ class ProgramChecker:
         self.sigs: dict[ast.FunctionDef, Signature] = {}
         self.records: dict[ast.FunctionDef, EffectRecord] = {}
         self.diags: list[Diagnostic] = []
-        self._seen: set[tuple[str, Span, str]] = set()
+        self._seen: dict[tuple[str, Span, str], int] = {}  # -> index in self.diags
         self._fresh = itertools.count(1)
         self._memo: dict[tuple, Type] = {}
         self._active: set[tuple] = set()
@@ -78,9 +80,13 @@ class ProgramChecker:
     def add(self, diags: list[Diagnostic]) -> None:
         for d in diags:
             key = (d.code, d.span, d.message)
-            if key not in self._seen:
-                self._seen.add(key)
+            i = self._seen.get(key)
+            if i is None:
+                self._seen[key] = len(self.diags)
                 self.diags.append(d)
+            elif len(d.labels) < len(self.diags[i].labels):
+                # Also found without instantiating a generic helper: drop the "instantiated from" label.
+                self.diags[i] = d
 
     def fresh_dim(self) -> Dim:
         return Dim.internal_sym(f"?{next(self._fresh)}")
@@ -124,20 +130,20 @@ class ProgramChecker:
 
     def _bind_import(self, ns: dict[str, Type], key: str, imp: ast.ImportFrom | ast.Import) -> None:
         mod = self.modules[key]
+        # A failed import was reported; its names are bound to `any` so that their uses do not cascade.
         if isinstance(imp, ast.Import):
             target = mod.resolved.get(imp)
+            name = imp.asname or imp.module.split(".")[0]
             if target is None:
-                return
-            if imp.asname:
-                ns[imp.asname] = NamespaceRef(target)
+                ns.setdefault(name, ANY)
             else:
-                ns[imp.module.split(".")[0]] = NamespaceRef(imp.module.split(".")[0])
+                ns[name] = NamespaceRef(target if imp.asname else name)
             return
-        if not imp.module:
+        if not imp.module or any(n in mod.resolved for n in imp.names):
+            # `from . import layers`, `from stdlib import nn`: each name is a module.
             for n in imp.names:
                 target = mod.resolved.get(n)
-                if target is not None:
-                    ns[n.asname or n.name] = NamespaceRef(target)
+                ns[n.asname or n.name] = NamespaceRef(target) if target is not None else ANY
             return
         target = mod.resolved.get(imp)
         for n in imp.names:
@@ -194,8 +200,11 @@ class ProgramChecker:
             if sig.returns is None:
                 sig.ok = False
         symbols: set[str] = set()
-        for p in sig.params:
-            symbols |= dim_symbols(p.ty)
+        for p, param in zip(sig.params, fn.params):
+            # A parameter type that failed (and was reported) still names its dims, so that the `where`
+            # clause and the result do not report them again as unknown.
+            symbols |= dim_symbols(p.ty) if p.ty is not None or param.annotation is None else \
+                _written_symbols(param.annotation)
         from tessera.frontend.annotations import constraints_of
 
         where_syms = symbols | dim_symbols(sig.returns)
@@ -204,15 +213,15 @@ class ProgramChecker:
             for c in cs or ():
                 sig.constraints.append((c, item.span))
         sig.symbols = frozenset(where_syms)
-        constrained = set().union(*(c.lhs.free_symbols | c.rhs.free_symbols for c, _ in sig.constraints))
         if sig.returns is not None and fn.returns is not None:
-            loose = dim_symbols(sig.returns) - symbols - constrained
+            loose = dim_symbols(sig.returns) - _determined_symbols(symbols, [c for c, _ in sig.constraints])
             if loose:
                 diags.append(error("E-SHAPE", f"the result dim{'s' if len(loose) > 1 else ''} "
                                    f"{', '.join(sorted(loose))} {'are' if len(loose) > 1 else 'is'} not bound by "
                                    "any parameter", fn.returns.span,
                                    notes=["every result dim must come from a parameter's dims or a where equality"]
                                    ).primary)
+                sig.returns = ANY  # reported here once: the body's returns and the callers see `any`
         cset = sig.constraint_set()
         for bad in cset.contradictions():
             span = next((s for c, s in sig.constraints if c == bad), fn.name_span)
@@ -264,6 +273,38 @@ class ProgramChecker:
         summaries = infer_effects(self.records)
         self.add(check_effects(self.records, summaries))
         return CheckResult(self.program, self.diags, self.sigs, summaries)
+
+
+def _written_symbols(annotation: ast.Expr) -> set[str]:
+    """The dim symbols written in the strings of a type annotation, however the rest of it reads."""
+    out: set[str] = set()
+    stack = [annotation]
+    while stack:
+        e = stack.pop()
+        if isinstance(e, ast.Constant) and isinstance(e.value, str):
+            out |= set(re.findall(r"[A-Za-z_]\w*", e.value))
+        stack.extend(ast.iter_child_exprs(e))
+    return out
+
+
+def _determined_symbols(params: set[str], constraints: list[Constraint]) -> set[str]:
+    """The dim symbols fixed by the parameters, then by `where` equalities that determine one more
+    symbol from fixed ones (`H == 4 * D`, `N == B * S`; not `C % 8 == 0`)."""
+    fixed = set(params)
+    changed = True
+    while changed:
+        changed = False
+        for c in constraints:
+            free = (c.lhs.free_symbols | c.rhs.free_symbols) - fixed
+            if c.kind != "==" or len(free) != 1:
+                continue
+            sym = next(iter(free))
+            diff = c.lhs - c.rhs
+            lin = (diff - diff.substitute({sym: Dim.const(0)})).as_linear()
+            if lin is not None and lin[1] == 0 and lin[0].get(sym, 0) != 0:
+                fixed.add(sym)
+                changed = True
+    return fixed
 
 
 def _type_key(t: Type) -> object:
@@ -400,14 +441,15 @@ class FunctionChecker(ExpressionTyping, CallTyping):
             case ast.Return(value=value):
                 t = self.expr(value) if value is not None else NONE
                 self.check_return(t, value, s.span)
+            # A bad header is reported and its body still checked (its names become `any`).
             case ast.If(test=test, body=body, orelse=orelse):
-                self.require_static_test(test, "an if")
+                self.header(self.require_static_test, test, "an if")
                 self.branches(body, orelse, s.span)
             case ast.For(target=target, iter=it, body=body):
-                self.loop_target(target, self.expr(it), it)
+                self.header(lambda: self.loop_target(target, self.expr(it), it), target=target)
                 self.loop_body(body, s.span)
             case ast.While(test=test, body=body):
-                self.require_static_test(test, "a while loop")
+                self.header(self.require_static_test, test, "a while loop")
                 self.loop_body(body, s.span)
             case ast.Break() | ast.Continue():
                 if not self.loops:
@@ -424,6 +466,16 @@ class FunctionChecker(ExpressionTyping, CallTyping):
                 self.expr(value)
             case _:
                 raise error("E-SYNTAX", f"{type(s).__name__} is not allowed here", s.span)
+
+    def header(self, check: Callable[..., None], *args: object, target: ast.Expr | None = None) -> None:
+        """Check the header of a compound statement; on error report it and bind `target`'s names to
+        `any`, so that the body is still checked without cascading errors."""
+        try:
+            check(*args)
+        except CompilationError as ex:
+            self.report(ex)
+            for name in _target_names(target) if target is not None else ():
+                self.env[name] = ANY
 
     def bind_target(self, target: ast.Expr, t: Type, value: ast.Expr) -> None:
         if isinstance(target, ast.Name):
@@ -451,8 +503,10 @@ class FunctionChecker(ExpressionTyping, CallTyping):
             return
         raise error("E-SYNTAX", "only names and tuples of names can be assigned", target.span)
 
-    def check_assignable(self, want: Type, got: Type, value: ast.Expr, what: str) -> None:
-        """`got` may be stored where `want` is declared: same shape, no implicit narrowing."""
+    def check_assignable(self, want: Type, got: Type, value: ast.Expr, what: str,
+                         text: str | None = None) -> None:
+        """`got` may be stored where `want` is declared: same shape, no implicit narrowing. `text` names
+        the value in fix-its when it is an element of `value` (`z[1]`)."""
         if isinstance(got, AnyType) or isinstance(want, AnyType):
             return
         if isinstance(want, TensorType):
@@ -472,14 +526,17 @@ class FunctionChecker(ExpressionTyping, CallTyping):
                                        else "fix the value or the declaration"])
             if want.dtype is not None and got.dtype is not None and is_narrowing(got.dtype, want.dtype):
                 raise error("E-DTYPE", f"{what} is declared {want.dtype} but the value is {got.dtype}; narrowing is "
-                            "never implicit", value.span, fixit=f"cast({self.text(value)}, {want.dtype})")
+                            "never implicit", value.span,
+                            fixit=f"cast({text or self.text(value)}, {want.dtype})")
             return
         if isinstance(want, TupleType):
             if not isinstance(got, TupleType) or len(got.elts) != len(want.elts):
                 raise error("E-TYPE", f"{what} is declared {want} but the value is {got}", value.span)
-            elts = value.elts if isinstance(value, ast.Tuple) else [value] * len(want.elts)
-            for w, g, v in zip(want.elts, got.elts, elts):
-                self.check_assignable(w, g, v, what)
+            for i, (w, g) in enumerate(zip(want.elts, got.elts)):
+                if isinstance(value, ast.Tuple):
+                    self.check_assignable(w, g, value.elts[i], what)
+                else:
+                    self.check_assignable(w, g, value, what, f"{text or self.text(value)}[{i}]")
             return
         if isinstance(want, ScalarType):
             if isinstance(got, ScalarType) and (got.kind == want.kind or (want.kind == "float" and got.kind == "int")):
@@ -522,7 +579,7 @@ class FunctionChecker(ExpressionTyping, CallTyping):
                 merged[name] = a if b is None else b  # bound on one path only
                 continue
             try:
-                merged[name] = self.join(a, b, at, f"'{name}' after the if:")
+                merged[name] = self.join(a, b, at, f"the values of '{name}' after the if")
             except CompilationError as ex:
                 self.report(ex)
                 merged[name] = ANY
@@ -554,7 +611,8 @@ class FunctionChecker(ExpressionTyping, CallTyping):
                 # A value that changes type across iterations: check once more from the joined types.
                 for n in changed:
                     try:
-                        self.env[n] = self.join(before[n], self.env[n], at, f"'{n}' across loop iterations:")
+                        self.env[n] = self.join(before[n], self.env[n], at,
+                                                f"the values of '{n}' across loop iterations")
                     except CompilationError as ex:
                         self.report(ex)
                         self.env[n] = ANY
@@ -564,23 +622,29 @@ class FunctionChecker(ExpressionTyping, CallTyping):
 
     def with_block(self, s: ast.With) -> None:
         pushed_s, pushed_a = 0, 0
+
+        def enter(item: ast.WithItem) -> None:
+            nonlocal pushed_s, pushed_a
+            t = self.expr(item.context)
+            managed = isinstance(t, OpaqueType) and t.name in ("EffectScope", "Device")
+            if not managed and not isinstance(t, AnyType):
+                raise error("E-TYPE", f"{t} is not a context manager", item.context.span,
+                            notes=["`with` takes effects.suspend(...), effects.allow(...) or device(...)"])
+            kinds = _scope_kinds(item.context)
+            if kinds is not None:
+                scope, names = kinds
+                target = self.suspended if scope == "suspend" else self.allowed
+                target.extend(names)
+                if scope == "suspend":
+                    pushed_s += len(names)
+                else:
+                    pushed_a += len(names)
+            if item.name is not None:
+                self.bind_target(item.name, t, item.context)
+
         try:
             for item in s.items:
-                t = self.expr(item.context)
-                if not (isinstance(t, OpaqueType) and t.name in ("EffectScope", "Device")) and not isinstance(t, AnyType):
-                    raise error("E-TYPE", f"{t} is not a context manager", item.context.span,
-                                notes=["`with` takes effects.suspend(...), effects.allow(...) or device(...)"])
-                kinds = _scope_kinds(item.context)
-                if kinds is not None:
-                    scope, names = kinds
-                    target = self.suspended if scope == "suspend" else self.allowed
-                    target.extend(names)
-                    if scope == "suspend":
-                        pushed_s += len(names)
-                    else:
-                        pushed_a += len(names)
-                if item.name is not None:
-                    self.bind_target(item.name, t, item.context)
+                self.header(enter, item, target=item.name)
             self.block(s.body)
         finally:
             del self.suspended[len(self.suspended) - pushed_s:]
@@ -595,21 +659,22 @@ def _scope_kinds(e: ast.Expr) -> tuple[str, list[str]] | None:
     return None
 
 
-def _assigned_names(s: ast.Stmt) -> list[str]:
-    def names(t: ast.Expr) -> list[str]:
-        if isinstance(t, ast.Name):
-            return [t.id]
-        if isinstance(t, ast.Tuple):
-            return [n for e in t.elts for n in names(e)]
-        return []
+def _target_names(t: ast.Expr) -> list[str]:
+    if isinstance(t, ast.Name):
+        return [t.id]
+    if isinstance(t, ast.Tuple):
+        return [n for e in t.elts for n in _target_names(e)]
+    return []
 
+
+def _assigned_names(s: ast.Stmt) -> list[str]:
     match s:
         case ast.Assign(targets=ts):
-            return [n for t in ts for n in names(t)]
+            return [n for t in ts for n in _target_names(t)]
         case ast.AnnAssign(target=t) | ast.AugAssign(target=t):
             return [t.id]
         case ast.For(target=t):
-            return names(t)
+            return _target_names(t)
     return []
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import math
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tessera.diagnostics import error
@@ -16,7 +17,6 @@ from tessera.frontend.annotations import POLICY_NAMES, TENSOR_KINDS, merge_polic
 from tessera.frontend.builtins import BINOP_BUILTIN, BUILTINS, CONSTANTS, Arg, CallCtx, elementwise
 from tessera.frontend.intrinsics import EFFECT_SCOPES, TILE_INTRINSICS
 from tessera.frontend.shapes import ONE
-from tessera.symbolic import Dim, DimError
 from tessera.frontend.types import (
     ANY,
     BOOL,
@@ -41,6 +41,7 @@ from tessera.frontend.types import (
     dtype_named,
     type_of_python_scalar,
 )
+from tessera.symbolic import Dim, DimError
 
 if TYPE_CHECKING:
     from tessera.frontend.checker import FunctionChecker
@@ -161,7 +162,7 @@ class ExpressionTyping:
             if t is not None:
                 return t
             close = difflib.get_close_matches(attr, list(self.prog.namespaces[ns.name]), n=1)
-            raise error("E-NAME", f"module '{ns.name}' has no name '{attr}'", at,
+            raise error("E-NAME", f"module '{module_name(ns.name)}' has no name '{attr}'", at,
                         notes=[f"did you mean '{close[0]}'?"] if close else [])
         sub = f"{ns.name}.{attr}"
         if any(k == sub or k.startswith(sub + ".") for k in self.prog.modules):
@@ -188,6 +189,8 @@ class ExpressionTyping:
             return self.index_tensor(base, e)
         if isinstance(base, (TupleType, ListType)):
             it = self.expr(e.index)
+            if isinstance(it, AnyType):
+                return ANY
             v = it.value if isinstance(it, ScalarType) and it.kind == "int" else None
             if not isinstance(v, Dim) or not v.is_const:
                 raise error("E-TYPE", "tuples are indexed by int constants", e.index.span)
@@ -214,7 +217,7 @@ class ExpressionTyping:
 
     def index_tensor(self: FunctionChecker, t: TensorType, e: ast.Subscript) -> Type:
         parts = e.index.elts if isinstance(e.index, ast.Tuple) else [e.index]
-        name = self.text(e.value)
+        name = shapes.as_operand(self.text(e.value))
         n_ell = sum(isinstance(p, ast.EllipsisLit) for p in parts)
         if n_ell > 1:
             raise error("E-SHAPE", "an index can have only one `...`", e.index.span)
@@ -252,10 +255,14 @@ class ExpressionTyping:
         return t.with_(dims=tuple(dims))
 
     def slice_extent(self: FunctionChecker, s: ast.Slice, d: Dim, path: str) -> Dim:
+        given = [x for x in (s.lower, s.upper, s.step) if x is not None]
+        if any(isinstance(self.expr(x), AnyType) for x in given):
+            return self.prog.fresh_dim()  # an untracked bound: an unknown extent
+
         def bound(x: ast.Expr | None, default: Dim) -> Dim:
             if x is None:
                 return default
-            bt = self.expr(x)
+            bt = x.ty
             v = bt.value if isinstance(bt, ScalarType) and bt.kind == "int" else None
             if not isinstance(v, Dim):
                 raise error("E-TYPE", f"slice bounds must be ints known at compile time, found {bt}", x.span)
@@ -265,7 +272,7 @@ class ExpressionTyping:
 
         step = 1
         if s.step is not None:
-            st = self.expr(s.step)
+            st = s.step.ty
             v = st.value if isinstance(st, ScalarType) else None
             if not isinstance(v, Dim) or not v.is_const or v.value <= 0:
                 raise error("E-TYPE", "a slice step must be a positive int constant", s.step.span)
@@ -335,8 +342,12 @@ class ExpressionTyping:
         operands = [e.left, *e.comparators]
         if any(isinstance(t, TensorType) for t in types):
             if len(e.ops) > 1:
-                raise error("E-TYPE", "chained comparisons of tensors are ambiguous", e.span,
-                            fixit="(a < b) & ... or separate comparisons")
+                texts = [self.text(x) for x in operands]
+                both = f"{texts[-2]} {e.ops[-1]} {texts[-1]}"
+                for i in reversed(range(len(e.ops) - 1)):
+                    both = f"where({texts[i]} {e.ops[i]} {texts[i + 1]}, {both}, False)"
+                raise error("E-TYPE", "chained comparisons of tensors are ambiguous", e.span, fixit=both,
+                            notes=["compare pairwise and combine the bool tensors with where(...)"])
             if e.ops[0] not in ("==", "!=", "<", "<=", ">", ">="):
                 raise error("E-TYPE", f"'{e.ops[0]}' does not apply to tensors", e.span)
             ctx = self.call_ctx("compare", e.span, {"a": self.arg(types[0], operands[0]),
@@ -416,6 +427,11 @@ def builtin_name(name: str) -> Type | None:
     if name == "True" or name == "False":
         return BOOLEAN
     return None
+
+
+def module_name(key: str) -> str:
+    """How messages name a module: `stdlib.nn` by its dotted name, a sibling file by its stem."""
+    return Path(key).stem if key.endswith(".tsr") else key
 
 
 def tensor_attribute(t: TensorType, attr: str, at: ast.Span) -> Type:

@@ -30,10 +30,12 @@ class LoadedModule:
 class Program:
     root: LoadedModule
     modules: dict[str, LoadedModule]
+    # Imported files that did not parse: not modules, but their syntax errors point into them.
+    unparsed: dict[str, SourceFile] = field(default_factory=dict)
 
     @property
     def sources(self) -> dict[str, SourceFile]:
-        return {m.source.path: m.source for m in self.modules.values()}
+        return {**self.unparsed, **{m.source.path: m.source for m in self.modules.values()}}
 
 
 def _module_file(module: str, level: int, importer: LoadedModule) -> tuple[str, Path]:
@@ -59,12 +61,14 @@ def load_program(root: SourceFile) -> tuple[Program | None, list[Diagnostic]]:
     except CompilationError as ex:
         return None, ex.diagnostics
     modules = {root_mod.key: root_mod}
+    unparsed: dict[str, SourceFile] = {}
+    failed: set[str] = set()  # keys of imported files that did not parse: reported once
     stack: list[str] = []
 
     def visit(mod: LoadedModule) -> None:
         stack.append(mod.key)
         for imp in mod.tree.imports:
-            targets = _import_targets(imp)
+            targets = _import_targets(imp, mod)
             for node, module, level, span in targets:
                 try:
                     key, path = _module_file(module, level, mod)
@@ -75,11 +79,16 @@ def load_program(root: SourceFile) -> tuple[Program | None, list[Diagnostic]]:
                     cycle = " -> ".join([*stack[stack.index(key):], key])
                     diags.append(error("E-IMPORT", f"import cycle: {cycle}", span).primary)
                     continue
+                if key in failed:
+                    continue
                 if key not in modules:
-                    if not path.is_file():
+                    if not _is_file(path):
                         shown = module if level == 0 else "." * level + module
+                        folder = _is_dir(path.with_suffix(""))
+                        notes = [(f"'{shown}' is a folder of modules: import one of them, e.g. "
+                                  f"`from {shown} import name`")]
                         diags.append(error("E-IMPORT", f"cannot find module '{shown}' (looked for {path})",
-                                           span).primary)
+                                           span, notes=notes if folder else []).primary)
                         continue
                     try:
                         src = SourceFile(str(path), path.read_text(encoding="utf-8"))
@@ -88,6 +97,8 @@ def load_program(root: SourceFile) -> tuple[Program | None, list[Diagnostic]]:
                         diags.append(error("E-IMPORT", f"cannot read module '{module}': {ex}", span).primary)
                         continue
                     except CompilationError as ex:
+                        unparsed[src.path] = src
+                        failed.add(key)
                         diags.extend(ex.diagnostics)
                         continue
                     visit(modules[key])
@@ -95,18 +106,45 @@ def load_program(root: SourceFile) -> tuple[Program | None, list[Diagnostic]]:
         stack.pop()
 
     visit(root_mod)
-    return Program(root_mod, modules), diags
+    return Program(root_mod, modules, unparsed), diags
 
 
-def _import_targets(imp: ast.ImportFrom | ast.Import) -> list[tuple[object, str, int, Span]]:
+def _import_targets(imp: ast.ImportFrom | ast.Import,
+                    importer: LoadedModule) -> list[tuple[object, str, int, Span]]:
     if isinstance(imp, ast.Import):
         return [(imp, imp.module, 0, imp.span)]
-    if imp.module:
+    if imp.module and not _is_package(imp.module, imp.level, importer):
         return [(imp, imp.module, imp.level, imp.span)]
-    # `from . import layers`: each name is a sibling module.
-    return [(n, n.name, imp.level, n.span) for n in imp.names]
+    # `from . import layers`, `from stdlib import nn`: each name is a module of the folder.
+    prefix = f"{imp.module}." if imp.module else ""
+    return [(n, prefix + n.name, imp.level, n.span) for n in imp.names]
+
+
+def _is_package(module: str, level: int, importer: LoadedModule) -> bool:
+    """Whether `module` names a folder of modules (`stdlib`) rather than a `.tsr` file."""
+    try:
+        _, path = _module_file(module, level, importer)
+    except LookupError:
+        return False
+    return not _is_file(path) and _is_dir(path.with_suffix(""))
 
 
 def _root_key(src: SourceFile) -> str:
     p = Path(src.path)
-    return str(p.resolve()) if p.is_file() else src.path
+    return str(p.resolve()) if _is_file(p) else src.path
+
+
+def _is_dir(path: Path) -> bool:
+    try:
+        return path.is_dir()
+    except (OSError, ValueError):
+        return False
+
+
+def _is_file(path: Path) -> bool:
+    # Path.is_file raises for some invalid names (ENAMETOOLONG, EACCES on a folder on the way); a
+    # module name the file system cannot hold is a module that is not there.
+    try:
+        return path.is_file()
+    except (OSError, ValueError):
+        return False

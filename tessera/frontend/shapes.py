@@ -11,10 +11,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from tessera.diagnostics import CompilationError, Label, error
 from tessera.constraints import ConstraintSet
-from tessera.symbolic import Dim
+from tessera.diagnostics import CompilationError, Label, error
 from tessera.source import Span
+from tessera.symbolic import Dim
 
 ONE = Dim.const(1)
 
@@ -28,7 +28,21 @@ class Operand:
     name: str  # how messages refer to it: the source text, or "lhs"/"rhs"
 
     def path(self, axis: int) -> str:
-        return f"{self.name}.shape[{axis}] ({self.dims[axis]})"
+        return f"{self.shape(axis)} ({self.dims[axis]})"
+
+    def shape(self, axis: int) -> str:
+        return f"{as_operand(self.name)}.shape[{axis}]"
+
+
+def as_operand(text: str) -> str:
+    """Source text ready to take `.shape[i]`: parenthesised when it is an operator expression, so that
+    messages read `(i > 0).shape[1]` rather than `i > 0.shape[1]`."""
+    depth = 0
+    for ch in text:
+        depth += (ch in "([{") - (ch in ")]}")
+        if depth == 0 and ch == " ":
+            return f"({text})"
+    return f"({text})" if text.startswith("-") else text
 
 
 def _equal_note(a: Dim, b: Dim) -> str:
@@ -51,7 +65,7 @@ def require_equal(
         "E-SHAPE",
         f"{rule}: {a.path(ai)} must equal {b.path(bi)}",
         at,
-        labels=[Label(a.span, f"{a.name}.shape[{ai}] is {da}"), Label(b.span, f"{b.name}.shape[{bi}] is {db}")],
+        labels=[Label(a.span, f"{a.shape(ai)} is {da}"), Label(b.span, f"{b.shape(bi)} is {db}")],
         notes=[_equal_note(da, db)],
     )
 
@@ -86,8 +100,10 @@ def broadcast(cs: ConstraintSet, rule: str, ops: Sequence[Operand], at: Span) ->
     return tuple(reversed(out))
 
 
-def normalize_axis(axis: int, rank: int, what: str, at: Span) -> int:
-    if not -rank <= axis < max(rank, 1) or (rank == 0 and axis not in (0, -1)):
+def normalize_axis(axis: int, rank: int, what: str, at: Span, *, scalar: bool = True) -> int:
+    """`axis` in 0..rank-1. With `scalar` (reductions, like NumPy) axis 0 or -1 of a rank-0 tensor is
+    accepted and gives 0; callers that index the dims with the result pass scalar=False."""
+    if not -rank <= axis < max(rank, 1) or (rank == 0 and (axis not in (0, -1) or not scalar)):
         raise error("E-SHAPE", f"{what}: axis {axis} is out of range for a tensor of rank {rank}", at,
                     notes=[f"valid axes are {-rank}..{rank - 1}" if rank else "a rank-0 tensor has no axes"])
     return axis % rank if rank else 0

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from tessera.frontend import ast
 from tessera.constraints import Constraint, ConstraintSet
+from tessera.frontend import ast
 from tessera.frontend.types import TensorType, TupleType, Type
 from tessera.source import Span
 
