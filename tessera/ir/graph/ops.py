@@ -17,12 +17,14 @@ Conventions the catalogue enforces (the builder inserts what is needed):
 from __future__ import annotations
 
 import itertools
+import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
+from tessera.constraints import Constraint
 from tessera.dtypes import BOOL, INT64, DType
 from tessera.source import Span
-from tessera.symbolic import Dim
+from tessera.symbolic import Dim, DimError, parse_dim
 
 IR_VERSION = 1
 
@@ -132,6 +134,7 @@ class Module:
 
 # Attribute kinds of the schema: how the printer writes them and the parser reads them back.
 #   "int" "float" "bool" "str" "dtype" "dim" "ints" (tuple of int) "dims" (tuple of Dim)
+#   "func" (the name of a function of the module, written `@name`)
 AttrSchema = tuple[tuple[str, str], ...]
 InferFn = Callable[[Sequence[TensorType], dict[str, AttrValue]], list[TensorType]]
 
@@ -266,6 +269,8 @@ _def("constant", 0, (("value", "float"), ("dtype", "dtype")), _constant, "creati
 _def("fill", 0, (("shape", "dims"), ("value", "float"), ("dtype", "dtype")), _creation, "creation",
      "a tensor of one value")
 _def("iota", 0, (("n", "dim"), ("dtype", "dtype")), _iota, "creation", "0, 1, ..., n-1")
+_def("extent", 0, (("value", "dim"), ("dtype", "dtype")), _constant, "creation",
+     "the value of a (symbolic) extent as a rank-0 tensor; a constant once shapes are specialised")
 _def("random", 0, (("shape", "dims"), ("dtype", "dtype"), ("dist", "str"), ("seed", "int")), _creation,
      "creation", "samples of dist ('normal' | 'uniform'), keyed by seed", effect="random")
 
@@ -288,11 +293,30 @@ _def("layernorm", 3, (("eps", "float"), ("accum", "dtype")), _same, "nn",
      "(x - mean) / sqrt(var + eps) * w + b over the last axis")
 _def("rmsnorm", 2, (("eps", "float"), ("accum", "dtype")), _same, "nn", "x / sqrt(mean(x*x) + eps) * w")
 _def("attention", 3, (("causal", "bool"), ("scale", "float"), ("accum", "dtype")), _attention, "nn",
-     "softmax(q @ k^T * scale) @ v over the last two axes")
+     "softmax(q @ k^T * scale) @ v over the last two axes; scale 0.0 stands for 1/sqrt(q.shape[-1])")
 
-_def("print", -1, (("format", "str"),), _none, "effect", "print at run time", effect="io")
+_def("print", -1, (("format", "str"),), _none, "effect",
+     "print at run time: each `{}` of format is the next operand, printed as NumPy does; `{{` `}}` are braces",
+     effect="io")
+
+
+def _call(ts: Sequence[TensorType], a: dict[str, AttrValue]) -> list[TensorType]:
+    raise IRError(f"call @{a.get('callee')}: result types come from the callee; build calls with make_call")
+
+
+# A call's effects are its callee's: passes that see one function only treat it as effectful.
+_def("call", -1, (("callee", "func"),), _call, "call", "call a function of the module (make_call)")
 
 ELEMENTWISE = frozenset(n for n, d in OPS.items() if d.category == "elementwise")
+
+# The values a string attribute may take (the verifier checks them; the docs list them).
+ATTR_CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
+    ("cmp", "pred"): COMPARE_PREDICATES,
+    ("reduce", "kind"): REDUCE_KINDS,
+    ("cast", "rounding"): ROUNDING,
+    ("gelu", "approximate"): ("none", "tanh"),
+    ("random", "dist"): ("normal", "uniform"),
+}
 
 
 def make_op(name: str, operands: Sequence[Value], hint: str = "", span: Span | None = None,
@@ -310,3 +334,73 @@ def make_op(name: str, operands: Sequence[Value], hint: str = "", span: Span | N
     op = Op(name, tuple(operands), ordered, (), span)
     op.results = tuple(Value(t, hint, op) for t in result_types)
     return op
+
+
+def bind_call(callee: Function, operand_types: Sequence[TensorType]) -> dict[str, Dim]:
+    """The callee's symbols in terms of the caller's dims, from the argument types of one call.
+
+    A symbol binds where a parameter dim is exactly that symbol; every parameter dim must then equal
+    the argument's dim. IRError names the first argument that does not fit."""
+    where = f"call @{callee.name}"
+    if len(operand_types) != len(callee.params):
+        raise IRError(f"{where}: {len(operand_types)} arguments, the callee takes {len(callee.params)}")
+    binding: dict[str, Dim] = {}
+    for p, t in zip(callee.params, operand_types):
+        if p.ty.rank == t.rank:
+            for pd, ad in zip(p.ty.dims, t.dims):
+                sym = pd.single_atom()
+                if isinstance(sym, str) and sym not in binding:
+                    binding[sym] = ad
+    for i, (p, t) in enumerate(zip(callee.params, operand_types)):
+        if p.ty.dtype != t.dtype or p.ty.rank != t.rank:
+            raise IRError(f"{where}: argument {i} is {t}, the callee expects {p.ty}")
+        for j, (pd, ad) in enumerate(zip(p.ty.dims, t.dims)):
+            unbound = pd.free_symbols - binding.keys()
+            if unbound:
+                raise IRError(f"{where}: cannot bind symbol {min(unbound)} from argument {i} dim {j} "
+                              f"({pd}); it appears in no parameter dim on its own")
+            if pd.substitute(binding) != ad:
+                raise IRError(f"{where}: argument {i} dim {j} is {ad}, the callee expects {pd} = "
+                              f"{pd.substitute(binding)}")
+    return binding
+
+
+def call_result_types(callee: Function, operand_types: Sequence[TensorType]) -> list[TensorType]:
+    """The result types of calling `callee` with arguments of these types (its symbols bound)."""
+    binding = bind_call(callee, operand_types)
+    out = []
+    for t in callee.result_types:
+        unbound = set().union(*(d.free_symbols for d in t.dims)) - binding.keys()
+        if unbound:
+            raise IRError(f"call @{callee.name}: result type {t} mentions {min(unbound)}, "
+                          "which no parameter binds")
+        out.append(t.with_dims([d.substitute(binding) for d in t.dims]))
+    return out
+
+
+def make_call(callee: Function, operands: Sequence[Value], hint: str = "", span: Span | None = None) -> Op:
+    """A `call` of `callee`; its results are typed from the callee's results, symbols bound per call."""
+    types = call_result_types(callee, [v.ty for v in operands])
+    op = Op("call", tuple(operands), (("callee", callee.name),), (), span)
+    op.results = tuple(Value(t, hint, op) for t in types)
+    return op
+
+
+_CONSTRAINT_KIND = re.compile(r"==|!=|<=|>=|<|>")
+_RANGE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s+in\s+(.+?)\.\.(=?)(.+)$")
+
+
+def parse_constraint(text: str) -> tuple[Constraint, ...]:
+    """A function's `where` entry (`D % 8 == 0`, `1 <= B`, `B in 1..=4096`) as solver constraints."""
+    try:
+        m = _RANGE.match(text)
+        if m:
+            return Constraint.in_range(Dim.sym(m.group(1)), parse_dim(m.group(2)), parse_dim(m.group(4)),
+                                       inclusive=m.group(3) == "=")
+        kinds = list(_CONSTRAINT_KIND.finditer(text))
+        if len(kinds) != 1:
+            raise DimError("expected one comparison")
+        k = kinds[0]
+        return (Constraint(k.group(0), parse_dim(text[:k.start()]), parse_dim(text[k.end():])),)
+    except DimError as exc:
+        raise IRError(f"malformed where constraint {text!r}: {exc}") from None
