@@ -76,6 +76,22 @@ class CompilationError(Exception):
         return self.diagnostics[0]
 
 
+class TesseraRuntimeError(Exception):
+    """A failure while running a program (a guard that does not hold, a bad input file, a failed
+    assert): one diagnostic, rendered like compile errors; the CLI exits with code 3."""
+
+    def __init__(self, diagnostic: Diagnostic):
+        self.diagnostic = diagnostic
+        self.diagnostics: list[Diagnostic] = [diagnostic]
+        super().__init__(f"{diagnostic.code} {diagnostic.span}: {diagnostic.message}")
+
+
+def runtime_error(code: str, message: str, span: Span, *, labels: Iterable[Label] = (),
+                  notes: Iterable[str] = (), fixit: str | None = None) -> TesseraRuntimeError:
+    """Build a TesseraRuntimeError; `raise runtime_error(...)` where the run fails."""
+    return TesseraRuntimeError(Diagnostic(code, message, span, tuple(labels), tuple(notes), fixit))
+
+
 def error(
     code: str,
     message: str,

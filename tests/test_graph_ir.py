@@ -1008,7 +1008,7 @@ def test_docs_list_every_op_and_pass() -> None:
     for p in ("canonicalize", "fold_constants", "cse", "dce", "specialize_shapes", "inline_calls", "optimize"):
         assert f"`{p}" in section, p
     # The example of the text form is real: it parses, verifies and prints back byte for byte.
-    example = re.search(r"```\n(tessera\.graph .*?)```", section, re.S)
+    example = re.search(r"```\n(tessera\.graph .*?)```", section, re.DOTALL)
     assert example is not None
     verify_module(parse_module(example.group(1)))
     assert print_module(parse_module(example.group(1))) == example.group(1)

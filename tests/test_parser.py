@@ -860,6 +860,9 @@ SYNTAX = [
      (2, 10, 2, 11)),
     ("missing block", "def f():\nreturn 1\n", "expected an indented block, found 'return'", (2, 1, 2, 7)),
     ("missing block at end", "def f(x):\n", "expected an indented block, found end of input", (1, 10, 1, 11)),
+    # Found by tests/test_fuzz.py: the DEDENT closing the open blocks sat on a line past the end.
+    ("missing nested block at end", "def f():\n    with x:\n ", "expected an indented block, found end of input",
+     (2, 12, 2, 13)),
     ("unexpected indent", "def f():\n  x = 1\n    y = 2\n", "unexpected indent", (3, 5, 3, 6)),
     ("indented first line", "  X = 1\n", "unexpected indent", (1, 1, 1, 3)),
     ("bad dedent", "def f():\n    x = 1\n  y = 2\n", "unindent does not match any outer indentation level",

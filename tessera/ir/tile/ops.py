@@ -271,6 +271,29 @@ def _transpose(ts: Sequence[TileType], a: dict[str, AttrValue]) -> list[TileType
     return [BlockType(tuple(b.shape[i] for i in a["perm"]), b.dtype)]  # type: ignore[union-attr]
 
 
+def _reshape(ts: Sequence[TileType], a: dict[str, AttrValue]) -> list[TileType]:
+    b = ts[0]
+    assert isinstance(b, BlockType)
+    shape = tuple(a["shape"])  # type: ignore[arg-type]
+    n = 1
+    for s in shape:
+        n *= s
+    m = 1
+    for s in b.shape:
+        m *= s
+    if n != m:
+        raise TileIRError(f"cannot reshape {b} ({m} elements) to {list(shape)}")
+    return [BlockType(shape, b.dtype, b.space)]
+
+
+def _item(ts: Sequence[TileType], a: dict[str, AttrValue]) -> list[TileType]:
+    b = ts[0]
+    assert isinstance(b, BlockType)
+    if any(s != 1 for s in b.shape):
+        raise TileIRError(f"item takes a block of one element, got {b}")
+    return [ScalarType(b.dtype)]
+
+
 def _for(ts: Sequence[TileType], a: dict[str, AttrValue]) -> list[TileType]:
     return list(ts[3:])  # start, stop, step, then the initial carried values
 
@@ -302,6 +325,9 @@ _def("full", 0, (("shape", "ints"), ("value", "float"), ("dtype", "dtype")), _fu
      "a block of one value")
 _def("broadcast", 1, (("shape", "ints"),), _broadcast, "block", "broadcast size-1 axes (or a scalar) to shape")
 _def("transpose", 1, (("perm", "ints"),), _transpose, "block", "permute the axes of a block")
+_def("reshape", 1, (("shape", "ints"),), _reshape, "block",
+     "the same elements in row-major order with a new shape (e.g. a batched [1, M, K] block as [M, K])")
+_def("item", 1, (), _item, "block", "the element of a one-element block as a scalar (a loaded index)")
 _def("reduce", 1, (("kind", "str"), ("axis", "int")), _reduce, "reduction",
      "reduce one axis of a block (kept with size 1)")
 _def("dot", 3, (), _dot, "dot", "acc + a @ b on blocks, in acc's dtype")
