@@ -13,6 +13,7 @@ import pytest
 
 import tessera
 from tessera.diagnostics import TesseraRuntimeError, render_text
+from tessera.frontend.check import check_text
 from tessera.runtime.values import format_value
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -52,7 +53,7 @@ def test_transformer_block_example_agrees_between_cpu_and_reference() -> None:
     for target in ("reference", "cpu"):
         out = io.StringIO()
         tessera.load(ROOT / "examples" / "transformer_block.tsr", target=target, out=out).main()
-        line = out.getvalue().strip()
+        line = out.getvalue().strip().splitlines()[0]
         assert line.startswith("transformer_block (2, 128, 256) -> (2, 128, 256) checksum ")
         sums[target] = float(line.rsplit(" ", 1)[1])
         assert np.isfinite(sums[target])
@@ -296,3 +297,15 @@ def f(x: Tensor["N", "D", f32], w: Tensor["D", f32], b: Tensor["D", f32]):
 
     np.testing.assert_allclose(ge, 0.5 * x * (1 + np.vectorize(erf)(x / np.sqrt(2))), rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(lse, np.log(np.exp(x).sum(-1)), rtol=1e-6)
+
+
+def test_clock_times_host_code_and_is_host_only() -> None:
+    out = io.StringIO()
+    tessera.compile(
+        "def main():\n    t0 = clock()\n    x = sum(ones((256, 256), f32))\n    t1 = clock()\n"
+        "    print(t1 >= t0, t1 - t0 < 60.0)\n", out=out
+    ).main()
+    assert out.getvalue().strip() == "True True"
+    checked = check_text("@jit\ndef f(x: Tensor[4, f32]) -> Tensor[4, f32]:\n    t = clock()\n    return x\n")
+    assert [(d.code, d.span.line) for d in checked.diagnostics] == [("E-TYPE", 3)]
+    assert "host only" in checked.diagnostics[0].message

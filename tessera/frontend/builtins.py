@@ -814,6 +814,8 @@ _add("rand", sig("shape", "dtype=f32", "*", "seed=None"), rule_random, "uniform 
 _add("load", sig("path"), rule_load, "read a .npy file", effects=["io"], host_only=True)
 _add("save", sig("path", "x"), rule_save, "write a .npy file", effects=["io"], host_only=True)
 _add("device", sig("kind='cpu'"), rule_device, "a device handle", host_only=True)
+_add("clock", sig(), lambda ctx: FLOAT, "seconds on a monotonic clock, for timing host code", effects=["io"],
+     host_only=True)
 _add("print", sig("*values"), rule_print, "print values (a run-time debug print in @jit code)", effects=["io"])
 
 for _n in _UNARY_FLOAT:

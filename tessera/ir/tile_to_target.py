@@ -17,8 +17,9 @@ Blocks live in local memory (stack arrays) or in registers:
    only if something outside its group uses it. An op cannot join a group that produces one of its
    operands through a reduction (the reduction is complete only after the nest), so a row softmax
    becomes three nests: max; exp + sum; divide + store.
-2. `broadcast`/`transpose` of a block are views: a stack array read with other strides (stride 0
-   for broadcast axes), never copied.
+2. `broadcast`/`transpose`/`reshape` of a block are views: a stack array read with other strides
+   (stride 0 for broadcast axes) or another shape, never copied (a strided block is copied once
+   before a reshape); `item` reads element 0 of a block as a scalar.
 3. Global loads and stores are masked by the tensor extents (unsigned compare, so negative starts
    are out of bounds too); a group touching tensors is versioned on "every inner stride is 1":
    contiguous masked vector loads/stores, else gathers/scatters.
@@ -31,13 +32,9 @@ Blocks live in local memory (stack arrays) or in registers:
 Every target-specific number comes from `TargetInfo` (lanes, registers, math expansions); a GPU
 lowering would share the planning and the op semantics and map chunks onto threads instead.
 
-Op semantics this lowering fixes where the Tile IR contract leaves room (the NumPy behaviour):
-integer `div`/`floordiv`/`mod` are Python's floor division and modulo, 0 for a zero divisor (no
-trap); float `floordiv`/`mod` follow NumPy's divmod; `maximum`/`minimum`/`max` reductions
-propagate NaN; `argmax`/`argmin` give the first extreme index, NaN counting as the extreme;
-`reduce mean` divides by the block extent; float -> int casts round as their `rounding` says and
-saturate (NaN -> 0); narrow floats compute in f32 and round after each op (see
-tessera/ir/target/convert.py); `x * f(x)` activations give -0 at x = -inf (their limit).
+Elementwise op semantics (NumPy's where the contract leaves room) live in
+tessera/ir/target/elementwise.py; reductions here: `max`/`min` propagate NaN, `argmax`/`argmin`
+give the first extreme index with NaN counting as the extreme, `mean` divides by the block extent.
 """
 
 from __future__ import annotations
@@ -50,9 +47,9 @@ from tessera.codegen.mathlib import MathLib
 from tessera.dtypes import BOOL, INT64, DType
 from tessera.ir.target import convert as cv
 from tessera.ir.target.builder import Builder
+from tessera.ir.target.elementwise import Elementwise, compare_predicate
 from tessera.ir.target.info import TargetInfo
 from tessera.ir.target.ops import (
-    I1,
     I64,
     Function,
     Module,
@@ -68,9 +65,6 @@ from tessera.ir.tile.verify import verify_kernel
 
 _FUSIBLE_ELEMENTWISE = frozenset(n for n, d in tile.TILE_OPS.items() if d.category == "elementwise")
 _REDUCE_FUSED = ("sum", "mean", "prod", "max", "min")
-_FLOAT_PRED = {"eq": "oeq", "ne": "une", "lt": "olt", "le": "ole", "gt": "ogt", "ge": "oge"}
-_SIGNED_PRED = {"eq": "eq", "ne": "ne", "lt": "slt", "le": "sle", "gt": "sgt", "ge": "sge"}
-_UNSIGNED_PRED = {"eq": "eq", "ne": "ne", "lt": "ult", "le": "ule", "gt": "ugt", "ge": "uge"}
 
 
 # ---------------------------------------------------------------- the ABI
@@ -272,6 +266,7 @@ class _Lowering:
         self.lanes = target.lanes
         self.b = Builder()
         self.math = MathLib(self.b, target.expand_math)
+        self.ew = Elementwise(self.b, self.math)
         self.scalars: dict[int, TValue] = {}
         self.views: dict[int, View] = {}
         self.tensors: dict[int, TensorArg] = {}
@@ -411,7 +406,7 @@ class _Lowering:
             self.scalars[r.uid] = b.const(cv.compute_constant(float(op.attr("value")), dt), cv.compute_scalar(dt))  # type: ignore[arg-type]
         elif name in _FUSIBLE_ELEMENTWISE:
             args = [self.scalars[v.uid] for v in op.operands]
-            self.scalars[r.uid] = self.elementwise(op, args)
+            self.scalars[r.uid] = self.ew(op, args)
         else:
             raise TargetIRError(f"lowering: scalar tile op '{name}' is not supported")
 
@@ -512,7 +507,7 @@ class _Lowering:
                     v = b.splat(self.scalars[op.operands[0].uid], w)
                 else:
                     args = [self.operand_chunk(o, env, idx, j, w) for o in op.operands]
-                    v = self.elementwise(op, args)
+                    v = self.ew(op, args)
                 r = op.result
                 env[r.uid] = v
                 if r.uid in out_bufs:
@@ -751,7 +746,7 @@ class _Lowering:
             if dt.is_float:
                 s = b.op("div", s, b.like(float(n), s))
             else:
-                s = self.floor_div(s, b.like(n, s), dt)
+                s = self.ew.floor_div(s, b.like(n, s), dt)
         return cv.round_to(b, s, dt) if dt.is_float else s
 
     def arg_reduce(self, op: Op) -> None:
@@ -764,7 +759,7 @@ class _Lowering:
         out = self.alloc(op.result.ty.shape, INT64, op.result.hint)  # type: ignore[union-attr]
         dt = src.dtype
         pred = {"argmax": "gt", "argmin": "lt"}[kind]  # type: ignore[index]
-        cmp = _FLOAT_PRED[pred] if dt.is_float else (_UNSIGNED_PRED if cv.is_unsigned(dt) else _SIGNED_PRED)[pred]
+        cmp = compare_predicate(pred, dt)  # type: ignore[arg-type]
 
         def chunk(idx: list[TValue], j: TValue, w: int, accs: list[TValue]) -> list[TValue]:
             full_idx = [*idx, j]
@@ -797,169 +792,6 @@ class _Lowering:
         finally:
             self.lanes = saved
         self.views[op.result.uid] = self.buf_view(out)
-
-    # -- elementwise semantics -----------------------------------------------------------------
-
-    def elementwise(self, op: Op, args: list[TValue]) -> TValue:
-        """One elementwise tile op on compute lanes (scalars or vectors of one width)."""
-        b = self.b
-        name = op.name
-        in_dt: DType = op.operands[0].ty.dtype  # type: ignore[union-attr]
-        out_dt: DType = op.result.ty.dtype  # type: ignore[union-attr]
-        m = self.math
-        if name == "cast":
-            return cv.convert(b, args[0], in_dt, out_dt, str(op.attr("rounding")))
-        if name == "select":
-            return b.select(args[0], args[1], args[2])
-        if name == "cmp":
-            pred = str(op.attr("pred"))
-            if in_dt.is_float:
-                return b.cmp(_FLOAT_PRED[pred], args[0], args[1])
-            table = _UNSIGNED_PRED if cv.is_unsigned(in_dt) else _SIGNED_PRED
-            return b.cmp(table[pred], args[0], args[1])
-        if name == "isnan":
-            return b.cmp("uno", args[0], args[0]) if in_dt.is_float else b.const(False, vec(I1, _lanes(args[0])))
-        if name == "isinf":
-            if not in_dt.is_float:
-                return b.const(False, vec(I1, _lanes(args[0])))
-            return b.cmp("oeq", b.op("abs", args[0]), b.like(math.inf, args[0]))
-        if in_dt == BOOL:
-            return self._bool_op(name, args)
-        if not in_dt.is_float:
-            return self._int_op(name, args, in_dt)
-        x = args[0]
-        if name in ("add", "sub", "mul", "div", "pow"):
-            r = b.op(name, *args) if name != "pow" else b.op("pow", *args)
-        elif name in ("maximum", "minimum"):
-            r = b.op("max" if name == "maximum" else "min", *args)
-        elif name == "floordiv":
-            r = self.float_divmod(args[0], args[1])[0]
-        elif name == "mod":
-            r = self.float_divmod(args[0], args[1])[1]
-        elif name == "neg":
-            r = b.op("neg", x)
-        elif name == "abs":
-            r = b.op("abs", x)
-        elif name == "relu":
-            r = b.op("max", x, b.like(0.0, x))
-        elif name == "exp":
-            r = m.exp(x)
-        elif name == "log":
-            r = m.log(x)
-        elif name == "log1p":
-            r = m.log1p(x)
-        elif name == "sqrt":
-            r = b.op("sqrt", x)
-        elif name == "rsqrt":
-            r = b.op("div", b.like(1.0, x), b.op("sqrt", x))
-        elif name in ("sin", "cos"):
-            r = b.op(name, x)
-        elif name == "tanh":
-            r = m.tanh(x)
-        elif name == "erf":
-            r = m.erf(x)
-        elif name == "sigmoid":
-            r = m.sigmoid(x)
-        elif name == "silu":
-            r = m.silu(x)
-        elif name == "gelu":
-            r = m.gelu(x, str(op.attr("approximate")))
-        else:
-            raise TargetIRError(f"lowering: elementwise '{name}' is not defined for {in_dt}")
-        if name in ("neg", "abs", "relu", "maximum", "minimum"):
-            return r  # exact: the result is already representable in the operand dtype
-        return cv.round_to(b, r, out_dt)
-
-    def _bool_op(self, name: str, args: list[TValue]) -> TValue:
-        b = self.b
-        table = {"and": "and", "or": "or", "maximum": "or", "minimum": "and", "add": "or", "mul": "and"}
-        if name in table:
-            return b.op(table[name], *args)
-        if name == "not":
-            return b.op("xor", args[0], b.like(1, args[0]))
-        if name == "neg" or name == "abs":
-            return args[0]
-        raise TargetIRError(f"lowering: '{name}' on bool blocks is not supported; cast to an integer dtype first")
-
-    def _int_op(self, name: str, args: list[TValue], dt: DType) -> TValue:
-        b = self.b
-        unsigned = cv.is_unsigned(dt)
-        if name in ("add", "sub", "mul", "and", "or"):
-            return b.op(name, *args)
-        if name in ("maximum", "minimum", "relu"):
-            k = "max" if name in ("maximum", "relu") else "min"
-            other = args[1] if name != "relu" else b.like(0, args[0])
-            return b.op("u" + k if unsigned else k, args[0], other)
-        if name in ("div", "floordiv"):
-            return self.floor_div(args[0], args[1], dt)
-        if name == "mod":
-            return self.int_mod(args[0], args[1], dt)
-        if name == "neg":
-            return b.op("neg", args[0])
-        if name == "abs":
-            return args[0] if unsigned else b.op("abs", args[0])
-        if name == "not":
-            return b.op("xor", args[0], b.like(-1, args[0]))
-        raise TargetIRError(f"lowering: elementwise '{name}' is not defined for {dt} (cast to a float dtype)")
-
-    def _safe_divisor(self, a: TValue, d: TValue, unsigned: bool) -> tuple[TValue, TValue]:
-        """A divisor that cannot trap (0 -> 1; MIN / -1 -> 1) and the mask of zero divisors."""
-        b = self.b
-        zero = b.cmp("eq", d, b.like(0, d))
-        bad = zero
-        if not unsigned:
-            bits = a.ty.elem.bits if isinstance(a.ty, Vector) else a.ty.bits  # type: ignore[union-attr]
-            minv = b.cmp("eq", a, b.like(-(1 << (bits - 1)), a))
-            bad = b.op("or", zero, b.op("and", minv, b.cmp("eq", d, b.like(-1, d))))
-        return b.select(bad, b.like(1, d), d), zero
-
-    def floor_div(self, a: TValue, d: TValue, dt: DType) -> TValue:
-        """Python's a // d on integers (0 where d == 0, as NumPy; MIN // -1 wraps to MIN)."""
-        b = self.b
-        unsigned = cv.is_unsigned(dt)
-        dd, zero = self._safe_divisor(a, d, unsigned)
-        if unsigned:
-            q = b.op("udiv", a, dd)
-        else:
-            q = b.op("div", a, dd)
-            r = b.op("rem", a, dd)
-            adjust = b.op("and", b.cmp("ne", r, b.like(0, r)),
-                          b.cmp("ne", b.cmp("slt", r, b.like(0, r)), b.cmp("slt", dd, b.like(0, dd))))
-            q = b.op("sub", q, b.select(adjust, b.like(1, q), b.like(0, q)))
-            q = b.select(b.cmp("eq", d, b.like(-1, d)), b.op("neg", a), q)
-        return b.select(zero, b.like(0, q), q)
-
-    def int_mod(self, a: TValue, d: TValue, dt: DType) -> TValue:
-        """Python's a % d on integers (the sign of d; 0 where d == 0, as NumPy)."""
-        b = self.b
-        unsigned = cv.is_unsigned(dt)
-        dd, zero = self._safe_divisor(a, d, unsigned)
-        if unsigned:
-            r = b.op("urem", a, dd)
-        else:
-            r = b.op("rem", a, dd)
-            fix = b.op("and", b.cmp("ne", r, b.like(0, r)),
-                       b.cmp("ne", b.cmp("slt", r, b.like(0, r)), b.cmp("slt", dd, b.like(0, dd))))
-            r = b.select(fix, b.op("add", r, dd), r)
-        return b.select(zero, b.like(0, r), r)
-
-    def float_divmod(self, a: TValue, d: TValue) -> tuple[TValue, TValue]:
-        """NumPy's floor_divide and remainder on floats (npy_divmod)."""
-        b = self.b
-        zero = b.like(0.0, a)
-        mod = b.op("rem", a, d)
-        div = b.op("div", b.op("sub", a, mod), d)
-        nonzero = b.cmp("une", mod, zero)
-        wrong_sign = b.cmp("ne", b.cmp("olt", d, zero), b.cmp("olt", mod, zero))
-        fix = b.op("and", nonzero, wrong_sign)
-        mod = b.select(fix, b.op("add", mod, d), mod)
-        div = b.select(fix, b.op("sub", div, b.like(1.0, a)), div)
-        mod = b.select(nonzero, mod, b.op("copysign", zero, d))
-        fl = b.op("floor", div)
-        fl = b.select(b.cmp("ogt", b.op("sub", div, fl), b.like(0.5, a)), b.op("add", fl, b.like(1.0, a)), fl)
-        q = b.select(b.cmp("une", div, zero), fl, b.op("copysign", zero, b.op("div", a, d)))
-        q = b.select(b.cmp("oeq", d, zero), b.op("div", a, d), q)
-        return q, mod
 
     # -- dot -----------------------------------------------------------------------------------
 

@@ -404,6 +404,13 @@ def _save(a: Args, va: list[Value], ctx: HostCtx) -> Value:
     return None
 
 
+@builtin("clock")
+def _clock(a: Args, va: list[Value], ctx: HostCtx) -> Value:
+    import time
+
+    return time.perf_counter()
+
+
 @builtin("device")
 def _device(a: Args, va: list[Value], ctx: HostCtx) -> Value:
     return NullContext(f"device({a['kind']!r})")
