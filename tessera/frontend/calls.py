@@ -15,7 +15,6 @@ from tessera.frontend.intrinsics import EFFECT_SCOPES, TILE_INTRINSICS
 from tessera.frontend.signatures import Signature
 from tessera.frontend.types import (
     ANY,
-    NONE,
     AnyType,
     BuiltinRef,
     DTypeValue,
@@ -27,6 +26,7 @@ from tessera.frontend.types import (
     TupleType,
     Type,
     is_narrowing,
+    type_of_python_scalar,
 )
 from tessera.symbolic import Dim, DimError
 
@@ -307,17 +307,9 @@ def _default_type(p: Param) -> Type:
     v = p.default
     if isinstance(v, DTypeValue):
         return v
-    if isinstance(v, bool):
-        return ScalarType("bool", v)
-    if isinstance(v, int):
-        return ScalarType("int", Dim.const(v))
-    if isinstance(v, float):
-        return ScalarType("float", v)
-    if isinstance(v, str):
-        return StrType(v)
     if v == ():
         return TupleType(())
-    return NONE
+    return type_of_python_scalar(v)
 
 
 def _signature_note(b: Builtin) -> str:
