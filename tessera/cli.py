@@ -143,6 +143,13 @@ def _target(option: str | None) -> str:
     if target in UNAVAILABLE_TARGETS:
         click.echo(f"error: {unavailable_message(target)}", err=True)
         sys.exit(EXIT_RUNTIME)
+    if target == "cuda":
+        from tessera.runtime.cuda import available
+
+        why = available()
+        if why is not None:
+            click.echo(f"error: the cuda target cannot run here: {why}", err=True)
+            sys.exit(EXIT_RUNTIME)
     return target
 
 
@@ -237,8 +244,8 @@ def _run_entry(checked: Checked, file: str, entry: str, config: object, dims: di
         usage_error(f"{file} has no function '{entry}' to run (functions: {names}); name one with --entry")
     fn = fns[entry]
     sig = checked.result.signatures[fn]
-    if sig.kind == "kernel":
-        usage_error(f"'{entry}' is a @kernel; launching tile kernels is not available yet")
+    if sig.kind == "kernel" and sig.returns is None:
+        usage_error(f"'{entry}' is a @kernel launched with an explicit grid; call it from main() as {entry}[grid](...)")
     rt = HostRuntime(checked.result, config=config, seed=seed, sources=checked.sources)  # type: ignore[arg-type]
     args = _entry_arguments(sig, pairs, dims, seed, entry)
     f = rt.function(entry)
@@ -352,8 +359,8 @@ def _jit_functions(checked: Checked, fn_name: str | None, file: str) -> list[Any
     match = [f for f in root.functions if f.name == fn_name]
     if not match:
         usage_error(f"{file} has no function '{fn_name}' (@jit functions: {', '.join(f.name for f in jits) or 'none'})")
-    if checked.result.signatures[match[0]].kind != "jit":
-        usage_error(f"'{fn_name}' is not a @jit function; only @jit functions are lowered")
+    if checked.result.signatures[match[0]].kind not in ("jit", "kernel"):
+        usage_error(f"'{fn_name}' is not a @jit function or a @kernel; only those are lowered")
     return match
 
 

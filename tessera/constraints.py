@@ -100,6 +100,13 @@ def _mul_ext(a: _Bound, b: _Bound) -> _Bound:
     return a * b
 
 
+def _add_ext(a: _Bound, b: _Bound) -> _Bound:
+    # Not `a + b`: an int beyond float range (a user's 10**400) plus inf would overflow converting.
+    if isinstance(a, float) or isinstance(b, float):
+        return a + b if isinstance(a, float) and isinstance(b, float) else (a if isinstance(a, float) else b)
+    return a + b
+
+
 def _imul(x: _Interval, y: _Interval) -> _Interval:
     products = [_mul_ext(p, q) for p in x for q in y]
     return (min(products), max(products))
@@ -411,7 +418,7 @@ class _Facts:
             iv: _Interval = (coef, coef)
             for atom, p in mono:
                 iv = _imul(iv, _ipow(self._atom_interval(atom), p))
-            lo, hi = lo + iv[0], hi + iv[1]
+            lo, hi = _add_ext(lo, iv[0]), _add_ext(hi, iv[1])
         result = (lo, hi)
         self._iv_cache[d] = result
         return result

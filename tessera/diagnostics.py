@@ -27,6 +27,8 @@ CODES: dict[str, str] = {
     "E-CONSTRAINT": "a `where` constraint that is malformed or provably false",
     "E-IMPORT": "an import that cannot be resolved or forms a cycle",
     "E-RUNTIME": "a failure while running compiled or host code",
+    "E-SCHEDULE": "a kernel schedule that is malformed or does not fit the target's budgets",
+    "E-BOUNDS": "an unmasked out-of-bounds tensor access in a kernel (found with TESSERA_DEBUG_BOUNDS=1)",
 }
 
 

@@ -105,10 +105,22 @@ def test_load_an_example_and_call_its_jit_function() -> None:
 
 
 def test_unavailable_targets_raise_a_clear_error() -> None:
+    m = tessera.compile(SCALE, target="hip")
+    with pytest.raises(tessera.TesseraRuntimeError) as info:
+        m.scale(np.ones((2, 4), np.float32))
+    assert "the hip backend is not available yet" in info.value.diagnostic.message
+
+
+def test_the_cuda_target_without_a_gpu_is_a_runtime_error() -> None:
+    from tessera.runtime.cuda import available
+
+    why = available()
+    if why is None:
+        pytest.skip("a CUDA device is available here")
     m = tessera.compile(SCALE, target="cuda")
     with pytest.raises(tessera.TesseraRuntimeError) as info:
         m.scale(np.ones((2, 4), np.float32))
-    assert "the cuda backend is not available yet" in info.value.diagnostic.message
+    assert info.value.diagnostic.message == why and "\n" not in why
 
 
 @pytest.mark.parametrize("shape", [(3, 8), (17, 64), (64, 1000)])

@@ -426,3 +426,36 @@ def test_where_ranges_and_compound_dims_in_annotations() -> None:
         def f(x: Tensor["B", "S+1", f32]) -> Tensor["B", "S", f32] where S in 1..=8192:
             return x[:, 1:]
         """) == 'Tensor["B", "S", f32]'
+
+
+# ---------------------------------------------------------------- regressions found by tests/test_fuzz.py
+
+
+@pytest.mark.parametrize(("expr", "col"), [("squeeze(x, axis=0)", 28), ("swapaxes(x, 0, -1)", 24),
+                                          ("split(x, 1)", 12)])
+def test_axis_builtins_on_a_rank_0_tensor(expr: str, col: int) -> None:
+    # Axis 0 of a scalar is accepted by reductions (like NumPy); these index a dim, and crashed.
+    checked = check(f"""
+        def f(x: Tensor[f32]):
+            return {expr}
+        """)
+    d = find(checked, Expect("E-SHAPE", "axis 0 is out of range for a tensor of rank 0", (2, col)))
+    assert "a rank-0 tensor has no axes" in d.notes
+
+
+def test_reductions_still_take_axis_0_of_a_scalar() -> None:
+    assert returned_type("""
+        def f(x: Tensor[f32]):
+            return sum(x, axis=0)
+        """) == "Tensor[f32]"
+
+
+def test_split_into_too_many_parts() -> None:
+    # The result is a tuple of n types: a huge n hung the checker building it.
+    checked = check("""
+        def f(x: Tensor["B", f32]) where B == 4096:
+            a = split(x, 2048)
+            return split(x, 99999999999999999999999999)
+        """)
+    find(checked, Expect("E-SHAPE", "'n' must be at most 1024, found 2048", (2, 18)))
+    find(checked, Expect("E-SHAPE", "'n' must be at most 1024, found 99999999999999999999999999", (3, 21)))

@@ -456,3 +456,15 @@ def test_general_proofs_are_sound(
         assert va <= vb
     if cs.prove_lt(a, b):
         assert va < vb
+
+
+def test_bounds_beyond_float_range() -> None:
+    # Found by tests/test_fuzz.py: interval ends mix ints and ±inf, and adding inf to an int beyond float
+    # range (`where B in 1..=10**400`) raised OverflowError.
+    huge = 10**400
+    cs = ConstraintSet([*rng("B", 1, huge)])
+    assert cs.bounds("B") == (1, huge)
+    assert cs.bounds(P("B + D")) == (1, None)
+    assert cs.bounds(P("B - D")) == (None, huge)
+    assert cs.prove_le("B", huge)
+    assert not cs.prove_le(P("B * D"), huge)

@@ -490,7 +490,7 @@ _ATTRS = ' attributes {symbols = ["B", "D", "H"]}'
     ("%y = slice(%x) {starts = [0, 0], stops = [B, D + 1], steps = [1, 1]} : tensor<[B, D + 1], f32>",
      "break stop <= extent"),
     ("%y = slice(%x) {starts = [0, 0], stops = [B, D], steps = [1, 0]} : tensor<[B, D], f32>",
-     "slice step 0 on axis 1 must be >= 1"),
+     "slice step on axis 1 must not be 0"),
     ("%y = slice(%x) {starts = [0], stops = [B], steps = [1]} : tensor<[B], f32>",
      "one start, stop and step per axis"),
     ("%y = reshape(%x) {shape = [B, H]} : tensor<[B, H], f32>", "reshape changes the element count"),

@@ -1069,3 +1069,39 @@ def test_parses_are_independent() -> None:
         except CompilationError:
             pass
     assert dump(parse_expression("a+b")) == "(BinOp + (Name a) (Name b))"
+
+
+# Found by tests/test_fuzz.py: a long operator chain is a deep tree, and the checker's recursion over it
+# hit Python's recursion limit (RecursionError) from about 300 levels.
+@pytest.mark.parametrize("text", [
+    " + ".join(["x"] * 101),
+    "-" * 100 + "x",
+    "not " * 100 + "x",
+    "x" + ".T" * 100,
+    "x" + "[0]" * 100,
+    "exp(" * 100 + "x" + ")" * 100,
+    "x if c else " * 100 + "x",
+    " ** ".join(["x"] * 101),
+])
+def test_expressions_nest_at_most_100_levels(text: str) -> None:
+    d = error(f"def f(x):\n    return {text}\n")
+    assert d.message == "expression nested too deeply (at most 100 levels of operators, calls and subscripts)"
+    assert pos(d.span)[:2] == (2, 12)
+    with pytest.raises(CompilationError):
+        parse_expression(text)
+    with pytest.raises(CompilationError):
+        parse_statements(f"y = {text}\n")
+
+
+def test_expressions_at_the_depth_limit_and_flat_ones_parse() -> None:
+    ok = [" + ".join(["x"] * 100), "-" * 99 + "x", "(" * 199 + "x" + ")" * 199,
+          " < ".join(["x"] * 500), " and ".join(["x"] * 500), "(" + ", ".join(["x"] * 500) + ")",
+          "f(\n" + ",\n".join(["x + 1"] * 300) + ")"]
+    for text in ok:
+        parse_module(SourceFile("ok.tsr", f"def f(x):\n    return {text}\n"))
+    # Deep expressions anywhere in a function are found: defaults, annotations, where clauses, bodies.
+    deep = " + ".join(["1"] * 150)
+    for src in (f"def f(x={deep}):\n    pass\n", f"def f(x) -> T[{deep}]:\n    pass\n",
+                f"def f(x) where B == {deep}:\n    pass\n", f"X = {deep}\n",
+                f"def f(x):\n    if x:\n        with a({deep}):\n            pass\n"):
+        assert "nested too deeply" in error(src).message

@@ -34,6 +34,7 @@ from tessera.frontend.types import (
     ScalarType,
     StrType,
     TensorType,
+    TileType,
     TupleType,
     Type,
     default_accum,
@@ -100,6 +101,7 @@ class CallCtx:
     args: dict[str, Arg]
     varargs: list[Arg]
     fresh_dim: Callable[[], Dim]
+    kind: str = "host"  # the calling function's kind: "host" | "jit" | "kernel"
 
     def error(self, code: str, msg: str, span: Span | None = None, **kw: object):
         return error(code, f"{self.name}: {msg}", span or self.span, **kw)  # type: ignore[arg-type]
@@ -278,6 +280,10 @@ def elementwise(ctx: CallCtx, names: Sequence[str], float_only: bool = False,
     types = [ctx.args[n].ty for n in names]
     if any(isinstance(t, AnyType) for t in types):
         return ANY
+    if ctx.kind == "kernel" or any(isinstance(t, TileType) for t in types):
+        from tessera.frontend.tiles import elementwise_tiles
+
+        return elementwise_tiles(ctx, names, float_only, out_dtype)
     for n, t in zip(names, types):
         if not isinstance(t, (TensorType, ScalarType)):
             raise ctx.error("E-TYPE", f"argument '{n}' must be a tensor or a number, found {t}",
@@ -308,6 +314,10 @@ def binary(float_only: bool = False) -> Callable[[CallCtx], Type]:
 
 def rule_where(ctx: CallCtx) -> Type:
     cond = ctx.args["cond"].ty
+    if ctx.kind == "kernel" or any(isinstance(ctx.args[n].ty, TileType) for n in ("cond", "a", "b")):
+        from tessera.frontend.tiles import rule_where as tile_where
+
+        return tile_where(ctx)
     if isinstance(cond, TensorType) and cond.dtype not in (BOOL, None):
         raise ctx.error("E-DTYPE", f"the condition must be a bool tensor, found {cond.dtype}",
                         ctx.args["cond"].span, fixit=f"{ctx.args['cond'].text} != 0")
@@ -580,6 +590,10 @@ def rule_attention(ctx: CallCtx) -> Type:
 def rule_cast(ctx: CallCtx) -> Type:
     dt, pol = ctx.dtype_arg("dtype")
     x = ctx.args["x"].ty
+    if isinstance(x, TileType):
+        from tessera.frontend.tiles import rule_cast as tile_cast
+
+        return tile_cast(ctx)
     if isinstance(x, AnyType):
         return ANY
     if isinstance(x, ScalarType):
@@ -724,6 +738,9 @@ def rule_concat(ctx: CallCtx, stack: bool = False) -> Type:
     return TensorType(tuple(dims), dt, _policy_of(ts, dt))
 
 
+MAX_SPLIT_PARTS = 1024
+
+
 def rule_split(ctx: CallCtx) -> Type:
     if ctx.is_any("x"):
         return ANY
@@ -732,6 +749,9 @@ def rule_split(ctx: CallCtx) -> Type:
     n = 1 if n is None else n
     if n < 1:
         raise ctx.error("E-SHAPE", f"'n' must be at least 1, found {n}", ctx.args["n"].span)
+    if n > MAX_SPLIT_PARTS:  # the result is a tuple of n tensor types, built here one by one
+        raise ctx.error("E-SHAPE", f"'n' must be at most {MAX_SPLIT_PARTS}, found {n}", ctx.args["n"].span,
+                        notes=["to cut an axis into many equal parts, reshape it into two axes"])
     ax = shapes.normalize_axis(ctx.static_int("axis") or 0, x.rank, "split", ctx.args["axis"].span,
                                scalar=False)
     d = x.dims[ax]

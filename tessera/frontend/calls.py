@@ -71,6 +71,9 @@ class CallTyping:
             if self.kind != "kernel":
                 raise error("E-TYPE", f"{name} is a tile intrinsic; it may only be used inside a @kernel", e.span,
                             notes=["graph-level code uses the builtins of spec §6"])
+            if name == "tile.context":
+                self.apply_builtin(TILE_INTRINSICS["context"], e, pos, kws)
+                return self.tile_context_type()
             return self.apply_builtin(TILE_INTRINSICS[name[5:]], e, pos, kws)
         if name.startswith("effects."):
             return self.apply_builtin(EFFECT_SCOPES[name[8:]], e, pos, kws)
@@ -258,6 +261,13 @@ class CallTyping:
         from tessera.frontend.effects import CallSite
 
         self.record.calls.append(CallSite(fn, span, frozenset(self.suspended), frozenset(self.allowed)))
+
+    def tile_context_type(self: FunctionChecker) -> Type:
+        """`tile.context()`: the schedule's block sizes, and `T.d` from the kernel's first tensor."""
+        from tessera.frontend.tiles import context_type
+
+        params = [self.env.get(p.name) for p in self.sig.params] if self.sig is not None else []
+        return context_type([t for t in params if isinstance(t, TensorType)])
 
     def schedule_method(self: FunctionChecker, base: OpaqueType, name: str) -> Type:
         return SCHEDULE

@@ -35,10 +35,12 @@ from tessera.frontend.types import (
     FunctionRef,
     ListType,
     NamespaceRef,
+    NoneType,
     OpaqueType,
     ScalarType,
     StrType,
     TensorType,
+    TileType,
     TupleType,
     Type,
     is_narrowing,
@@ -444,7 +446,13 @@ class FunctionChecker(ExpressionTyping, CallTyping):
             # A bad header is reported and its body still checked (its names become `any`).
             case ast.If(test=test, body=body, orelse=orelse):
                 self.header(self.require_static_test, test, "an if")
-                self.branches(body, orelse, s.span)
+                known = _none_test(test)
+                if known is None:
+                    self.branches(body, orelse, s.span)
+                else:
+                    # `if x is not None:` where x's type settles it: the dead branch is not checked
+                    # (a default of None for an optional tensor, as the stdlib's kernels use).
+                    self.branches(body if known else orelse, [], s.span)
             case ast.For(target=target, iter=it, body=body):
                 self.header(lambda: self.loop_target(target, self.expr(it), it), target=target)
                 self.loop_body(body, s.span)
@@ -458,7 +466,7 @@ class FunctionChecker(ExpressionTyping, CallTyping):
                 pass
             case ast.Assert(test=test, msg=msg):
                 self.require_host_bool(test, "assert")
-                if msg is not None and not isinstance(self.expr(msg), StrType):
+                if msg is not None and not isinstance(self.expr(msg), (StrType, AnyType)):
                     raise error("E-TYPE", "an assert message must be a string", msg.span)
             case ast.With():
                 self.with_block(s)
@@ -549,6 +557,13 @@ class FunctionChecker(ExpressionTyping, CallTyping):
         self.returns.append((t, value, span))
         assert self.sig is not None
         declared = self.sig.returns
+        if self.kind == "kernel" and value is not None and isinstance(t, TileType):
+            from tessera.frontend import tiles
+
+            if declared is None:
+                tiles.returned_without_result(value.span)
+            tiles.check_kernel_result(declared, t, value.span, self.text(value))
+            return
         if declared is None:
             return
         if self.bindings:
@@ -561,6 +576,9 @@ class FunctionChecker(ExpressionTyping, CallTyping):
 
     def require_static_test(self, test: ast.Expr, what: str) -> None:
         t = self.expr(test)
+        if isinstance(t, TileType):
+            raise error("E-TYPE", f"{what} on a tile: kernel control flow must be static", test.span,
+                        notes=["branch on parameters and shapes, or select elementwise with tile.where(cond, a, b)"])
         if isinstance(t, TensorType) and (self.kind == "jit" or t.rank > 0):
             raise error("E-TYPE", f"{what} on a tensor value: compiled control flow must be static", test.span,
                         notes=["branch on parameters and shapes, or select elementwise with where(cond, a, b)"])
@@ -649,6 +667,22 @@ class FunctionChecker(ExpressionTyping, CallTyping):
         finally:
             del self.suspended[len(self.suspended) - pushed_s:]
             del self.allowed[len(self.allowed) - pushed_a:]
+
+
+def _none_test(test: ast.Expr) -> bool | None:
+    """The value of `x is None` / `x is not None` when x's type decides it, else None."""
+    match test:
+        case ast.Compare(left=ast.Name() as x, ops=[op], comparators=[ast.Constant(value=None)]) \
+                if op in ("is", "is not"):
+            t = x.ty
+            if isinstance(t, NoneType):
+                is_none = True
+            elif isinstance(t, (TensorType, TileType, ScalarType, StrType, TupleType)):
+                is_none = False
+            else:
+                return None
+            return is_none if op == "is" else not is_none
+    return None
 
 
 def _scope_kinds(e: ast.Expr) -> tuple[str, list[str]] | None:

@@ -127,6 +127,11 @@ def _read_autotune(sig: Signature, call: ast.Call | None, dec: ast.Expr) -> None
             raise error("E-TYPE", "budget_ms must be a number", kws["budget_ms"].value.span)
     if "cache" in kws and not isinstance(kws["cache"].value.ty, StrType):
         raise error("E-TYPE", "cache must be a path string", kws["cache"].value.span)
+    from tessera.ir.kernel_schedule import space_problems
+
+    problems = space_problems(space)
+    if problems:
+        raise error("E-SCHEDULE", f"@kernel.autotune: {problems[0]}", kws["space"].value.span, notes=problems[1:])
 
 
 def _read_schedule(call: ast.Call | None, dec: ast.Expr) -> None:

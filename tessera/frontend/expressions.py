@@ -12,9 +12,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tessera.diagnostics import error
-from tessera.frontend import ast, shapes
+from tessera.frontend import ast, shapes, tiles
 from tessera.frontend.annotations import POLICY_NAMES, TENSOR_KINDS, merge_policy, policy_value
-from tessera.frontend.builtins import BINOP_BUILTIN, BUILTINS, CONSTANTS, Arg, CallCtx, elementwise
+from tessera.frontend.builtins import (
+    BINOP_BUILTIN,
+    BUILTINS,
+    CONSTANTS,
+    Arg,
+    CallCtx,
+    UnknownValue,
+    elementwise,
+)
 from tessera.frontend.intrinsics import EFFECT_SCOPES, TILE_INTRINSICS
 from tessera.frontend.shapes import ONE
 from tessera.frontend.types import (
@@ -36,6 +44,7 @@ from tessera.frontend.types import (
     ScalarType,
     StrType,
     TensorType,
+    TileType,
     TupleType,
     Type,
     dtype_named,
@@ -44,6 +53,8 @@ from tessera.frontend.types import (
 from tessera.symbolic import Dim, DimError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from tessera.frontend.checker import FunctionChecker
 
 NAMESPACES = ("tile", "effects", "kernel", "verify")
@@ -134,6 +145,8 @@ class ExpressionTyping:
             return ANY
         if isinstance(base, TensorType):
             return tensor_attribute(base, e.attr, at)
+        if isinstance(base, TileType):
+            return tiles.tile_attribute(base, e.attr, at)
         if isinstance(base, NamespaceRef):
             return self.namespace_attribute(base, e.attr, at)
         if isinstance(base, OpaqueType):
@@ -187,6 +200,8 @@ class ExpressionTyping:
             return ANY
         if isinstance(base, TensorType):
             return self.index_tensor(base, e)
+        if isinstance(base, TileType):
+            return tiles.index_tile(base, e)
         if isinstance(base, (TupleType, ListType)):
             it = self.expr(e.index)
             if isinstance(it, AnyType):
@@ -274,9 +289,11 @@ class ExpressionTyping:
         if s.step is not None:
             st = s.step.ty
             v = st.value if isinstance(st, ScalarType) else None
-            if not isinstance(v, Dim) or not v.is_const or v.value <= 0:
-                raise error("E-TYPE", "a slice step must be a positive int constant", s.step.span)
+            if not isinstance(v, Dim) or not v.is_const or v.value == 0:
+                raise error("E-TYPE", "a slice step must be a non-zero int constant", s.step.span)
             step = v.value
+        if step < 0:
+            return self.reversed_slice_extent(s, d, path, -step, bound)
         lo, hi = bound(s.lower, Dim.const(0)), bound(s.upper, d)
         if lo.is_const and hi.is_const and d.is_const:
             lo_v, hi_v = (max(0, min(x.value, d.value)) for x in (lo, hi))
@@ -289,6 +306,24 @@ class ExpressionTyping:
         ext = hi - lo
         return self.cs.simplify(ext if step == 1 else (ext + (step - 1)) // step)
 
+    def reversed_slice_extent(self: FunctionChecker, s: ast.Slice, d: Dim, path: str, k: int,
+                              bound: Callable[[ast.Expr | None, Dim], Dim]) -> Dim:
+        """`x[a:b:-k]` walks from a down to just above b: the window [b + 1, a + 1) read backwards."""
+        given_a, given_b = (None if x is None else bound(x, d) for x in (s.lower, s.upper))
+        if d.is_const and all(x is None or x.is_const for x in (given_a, given_b)):
+            # Python's own clamping, on the bounds as written (before counting from the end).
+            a, b = (None if x is None else x.value if x.value >= 0 else x.value - d.value
+                    for x in (given_a, given_b))
+            return Dim.const(len(range(*slice(a, b, -k).indices(d.value))))
+        hi = d if given_a is None else given_a + 1
+        lo = Dim.const(0) if given_b is None else given_b + 1
+        if not (hi == d or self.cs.prove_le(hi, d)):
+            raise error("E-SHAPE", f"slice start {hi - 1} may exceed the last index of {path} ({d})", s.span,
+                        notes=[f"add 'where {d} >= {hi}'" if not d.is_const else "slice within the extent"])
+        if not (lo.is_const and lo.value == 0) and not self.cs.prove_le(lo, hi):
+            raise error("E-SHAPE", f"slice end {lo - 1} may exceed its start {hi - 1} on {path}", s.span)
+        return self.cs.simplify((hi - lo + (k - 1)) // k)
+
     # ------------------------------------------------------------ operators
 
     def binop(self: FunctionChecker, e: ast.BinOp) -> Type:
@@ -300,6 +335,13 @@ class ExpressionTyping:
         right = self.expr(e.right)
         if isinstance(left, AnyType) or isinstance(right, AnyType):
             return ANY
+        if isinstance(left, TileType) or isinstance(right, TileType):
+            ctx = self.call_ctx("matmul" if e.op == "@" else BINOP_BUILTIN.get(e.op, e.op), e.span,
+                                {"a": self.arg(left, e.left), "b": self.arg(right, e.right)})
+            try:
+                return tiles.binop(ctx, e.op)
+            except UnknownValue:
+                return ANY
         if e.op == "@":
             return self.apply_builtin(BUILTINS["matmul"], e, [(left, e.left), (right, e.right)], {})
         if isinstance(left, ScalarType) and isinstance(right, ScalarType):
@@ -318,14 +360,19 @@ class ExpressionTyping:
     def unaryop(self: FunctionChecker, e: ast.UnaryOp) -> Type:
         t = self.expr(e.operand)
         if e.op == "not":
-            self.require_host_bool(e.operand, "`not`")
+            # The operand's type is in hand: typing it again would double the work per nested `not`.
+            self.require_host_bool(e.operand, "`not`", t)
             return BOOLEAN
         if isinstance(t, AnyType):
             return ANY
-        if isinstance(t, TensorType):
+        if isinstance(t, (TensorType, TileType)):
             if t.dtype == BOOL:
-                raise error("E-DTYPE", f"unary '{e.op}' on a bool tensor", e.span)
-            return t
+                raise error("E-DTYPE", f"unary '{e.op}' on a bool {'tile' if isinstance(t, TileType) else 'tensor'}",
+                            e.span)
+            if isinstance(t, TensorType) and self.kind == "kernel" and t.rank > 0:
+                raise error("E-TYPE", f"'{self.text(e.operand)}' is a tensor in global memory; load a block of it "
+                            "with tile.load", e.operand.span)
+            return t.with_(space="reg") if isinstance(t, TileType) else t
         if isinstance(t, ScalarType):
             if e.op == "+":
                 return t
@@ -340,7 +387,7 @@ class ExpressionTyping:
     def compare(self: FunctionChecker, e: ast.Compare) -> Type:
         types = [self.expr(e.left), *(self.expr(c) for c in e.comparators)]
         operands = [e.left, *e.comparators]
-        if any(isinstance(t, TensorType) for t in types):
+        if any(isinstance(t, (TensorType, TileType)) for t in types):
             if len(e.ops) > 1:
                 texts = [self.text(x) for x in operands]
                 both = f"{texts[-2]} {e.ops[-1]} {texts[-1]}"
@@ -360,9 +407,10 @@ class ExpressionTyping:
 
     # ------------------------------------------------------------ helpers
 
-    def require_host_bool(self: FunctionChecker, x: ast.Expr, what: str) -> None:
-        t = self.expr(x)
-        if isinstance(t, TensorType) and t.rank > 0:
+    def require_host_bool(self: FunctionChecker, x: ast.Expr, what: str, t: Type | None = None) -> None:
+        """`x` (of type `t` when it was typed already) is a host-level truth value, not a tensor."""
+        t = self.expr(x) if t is None else t
+        if (isinstance(t, TensorType) and t.rank > 0) or isinstance(t, TileType):
             raise error("E-TYPE", f"{what} needs a single bool, found {t}", x.span,
                         notes=["for elementwise selection use where(cond, a, b)"])
 
@@ -386,9 +434,14 @@ class ExpressionTyping:
         if isinstance(a, TensorType) and isinstance(b, TensorType) and a.rank == b.rank and a.dtype == b.dtype \
                 and all(shapes.dims_equal(self.cs, x, y) for x, y in zip(a.dims, b.dims)):
             return a
+        if isinstance(a, TileType) and isinstance(b, TileType) and a.rank == b.rank and a.dtype == b.dtype \
+                and all(shapes.dims_equal(self.cs, x, y) for x, y in zip(a.dims, b.dims)):
+            return a
         if isinstance(a, TupleType) and isinstance(b, TupleType) and len(a.elts) == len(b.elts):
             return TupleType(tuple(self.join(x, y, at, what) for x, y in zip(a.elts, b.elts)))
-        if self.kind == "host":
+        if self.kind in ("host", "kernel"):
+            # Host code is dynamic; a kernel's control flow is resolved when it is compiled, with every
+            # type known (a tile loop's carried values are checked there).
             return ANY
         raise error("E-TYPE", f"{what} have different types: {a} and {b}", at,
                     notes=["compiled code needs one static type per value"])
@@ -408,7 +461,7 @@ class ExpressionTyping:
 
     def call_ctx(self: FunctionChecker, name: str, span: ast.Span, args: dict[str, Arg],
                  varargs: list[Arg] | None = None) -> CallCtx:
-        return CallCtx(name, self.cs, span, args, varargs or [], self.prog.fresh_dim)
+        return CallCtx(name, self.cs, span, args, varargs or [], self.prog.fresh_dim, self.kind)
 
 
 def builtin_name(name: str) -> Type | None:
@@ -441,9 +494,19 @@ def tensor_attribute(t: TensorType, attr: str, at: ast.Span) -> Type:
         return t.with_(dims=tuple(reversed(t.dims)))
     if attr == "ndim":
         return ScalarType("int", Dim.const(t.rank))
-    if attr == "dtype" and t.dtype is not None:
-        return DTypeValue(t.dtype, t.policy)
+    if attr == "dtype":
+        # A dtype-generic tensor's dtype is known only per call: untracked here.
+        return DTypeValue(t.dtype, t.policy) if t.dtype is not None else ANY
     raise error("E-NAME", f"a tensor has no attribute '{attr}'", at, notes=["tensor attributes: shape, T, ndim, dtype"])
+
+
+# Folded int powers stop at this many bits: `2 ** 2 ** 2 ** 2 ** 2 ** 2` must not hang the checker
+# computing a number no tensor extent or int64 host value can be (the value is then left unknown).
+_MAX_FOLDED_BITS = 4096
+
+
+def _small_power(base: int, exp: int) -> bool:
+    return exp >= 0 and (abs(base) <= 1 or exp * (abs(base).bit_length()) <= _MAX_FOLDED_BITS)
 
 
 def scalar_arith(op: str, a: ScalarType, b: ScalarType, at: ast.Span) -> ScalarType:
@@ -469,12 +532,16 @@ def scalar_arith(op: str, a: ScalarType, b: ScalarType, at: ast.Span) -> ScalarT
                 if y.is_const and y.value < 0 and x.is_const:
                     return ScalarType("int", Dim.const(x.value // y.value if op == "//" else x.value % y.value))
                 return ScalarType("int", x // y if op == "//" else x % y)
-            if op == "**" and x.is_const and y.is_const:
+            if op == "**" and x.is_const and y.is_const and _small_power(x.value, y.value):
                 return ScalarType("int", Dim.const(x.value ** y.value))
         except DimError:
             pass
         return ScalarType("int")
-    fx, fy = (float(v.value) if isinstance(v, Dim) and v.is_const else v for v in (av, bv))
+    try:
+        # An int too large for a float (10 ** 400) makes the result unknown, like an overflow below.
+        fx, fy = (float(v.value) if isinstance(v, Dim) and v.is_const else v for v in (av, bv))
+    except OverflowError:
+        return FLOAT
     if not isinstance(fx, (int, float)) or not isinstance(fy, (int, float)):
         return FLOAT
     try:

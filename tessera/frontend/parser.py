@@ -59,6 +59,7 @@ def parse_module(source: SourceFile) -> ast.Module:
         item = _module_item(stmt, errors)
         if item is not None:
             items.append(item)
+    _check_depth(items, errors)
     if errors:
         raise CompilationError(_sorted(errors))
     return ast.Module(_whole_text_span(text, source.path), source.path, items)
@@ -71,6 +72,7 @@ def parse_statements(source: SourceFile | str, file: str = "<input>") -> list[as
     else:
         text = source
     body, errors = _run(_normalise(text), "file_input", file)
+    _check_depth(body, errors)
     if errors:
         raise CompilationError(_sorted(errors))
     return body
@@ -79,6 +81,7 @@ def parse_statements(source: SourceFile | str, file: str = "<input>") -> list[as
 def parse_expression(text: str, file: str = "<expr>") -> ast.Expr:
     """Parse one expression (a bare tuple `a, b` included)."""
     expr, errors = _run(_normalise(text), "expr_input", file)
+    _check_depth([expr], errors)
     if errors:
         raise CompilationError(_sorted(errors))
     return expr
@@ -203,6 +206,40 @@ def _run(text: str, start: str, file: str) -> tuple[Any, list[Diagnostic]]:
                               _point(file, 1, 1))
             raise CompilationError(diag) from None
         return result, builder.errors
+
+
+# Expressions nest at most this deep (operators, calls, subscripts, attributes; parentheses alone add
+# nothing). The checker and the lowerings walk expressions recursively on Python's bounded stack: a
+# deeper expression (a machine-written `x + x + ... + x`) is E-SYNTAX here instead of a crash there.
+_MAX_EXPR_DEPTH = 100
+
+
+def _check_depth(nodes: list[Any], errors: list[Diagnostic]) -> None:
+    """Report every outermost expression among `nodes` (statements, walked) nested too deeply."""
+    stack: list[Any] = list(nodes)
+    while stack:
+        node = stack.pop()
+        if isinstance(node, ast.Expr):
+            sp = node.span
+            # Each level of nesting takes at least one character, so short expressions need no walk.
+            if (sp.line != sp.end_line or sp.end_col - sp.col > _MAX_EXPR_DEPTH) and _too_deep(node):
+                errors.append(_diag(f"expression nested too deeply (at most {_MAX_EXPR_DEPTH} levels of "
+                                    "operators, calls and subscripts)", sp,
+                                    notes=("split it into several statements with intermediate names",)))
+        elif isinstance(node, list):
+            stack.extend(node)
+        elif isinstance(node, (ast.Stmt, ast.Param, ast.Keyword, ast.WithItem)):
+            stack.extend(vars(node).values())
+
+
+def _too_deep(root: ast.Expr) -> bool:
+    stack = [(root, 1)]
+    while stack:
+        e, depth = stack.pop()
+        if depth > _MAX_EXPR_DEPTH:
+            return True
+        stack.extend((c, depth + 1) for c in ast.iter_child_exprs(e))
+    return False
 
 
 def _normalise(text: str) -> str:

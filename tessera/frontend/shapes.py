@@ -46,6 +46,8 @@ def as_operand(text: str) -> str:
 
 
 def _equal_note(a: Dim, b: Dim) -> str:
+    if any(s.startswith("T.") for s in a.free_symbols | b.free_symbols):
+        return "T.m, T.n and T.k are the schedule's block sizes: distinct, so load blocks whose dims agree"
     if not a.is_const and not b.is_const:
         return f"add 'where {a} == {b}' or fix the operand"
     return "fix the operand's shape"

@@ -110,6 +110,37 @@ class TensorType(Type):
 
 
 @dataclass(frozen=True)
+class TileType(Type):
+    """A block of a `@kernel` (spec §7): what `tile.load`, `tile.zeros`, `tile.dot` ... produce. Its
+    dims are static ints or symbols: the schedule's block sizes (`T.m`, `T.n`, `T.k`, symbols named so
+    that no user can write them) and the extents of the kernel's tensors (`D`). `space` is `reg` or
+    `shared` (`tile.alloc_shared`)."""
+
+    dims: tuple[Dim, ...]
+    dtype: DType | None
+    policy: Policy = NO_POLICY
+    space: str = "reg"
+
+    @property
+    def rank(self) -> int:
+        return len(self.dims)
+
+    @property
+    def accum(self) -> DType | None:
+        if self.dtype is None:
+            return None
+        return self.policy.accum or default_accum(self.dtype)
+
+    def with_(self, **changes: object) -> TileType:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+    def __str__(self) -> str:
+        dt = str(self.dtype) if self.dtype is not None else "?"
+        sp = "" if self.space == "reg" else f", {self.space}"
+        return f"tile[{', '.join([*map(str, self.dims), dt])}{sp}]"
+
+
+@dataclass(frozen=True)
 class ScalarType(Type):
     """A Python scalar: `int` (whose value may be a symbolic Dim, e.g. `x.shape[0]`), `float`, `bool`.
     Scalars are weak in promotion: they take the tensor's dtype. `value` is the compile-time value
@@ -120,6 +151,22 @@ class ScalarType(Type):
 
     def __str__(self) -> str:
         return self.kind
+
+
+@dataclass(frozen=True)
+class BlockSizeType(ScalarType):
+    """`T.m`, `T.n`, `T.k`, `T.d` of `tile.context()`: an int that, given as `rows=` / `cols=`, addresses
+    the program's own block of that size. Arithmetic on it gives a plain int."""
+
+    field_name: str = ""
+
+
+@dataclass(frozen=True)
+class BlockRangeType(ScalarType):
+    """The loop variable of `tile.range` / `tile.range_n`: a block's start offset with its static size;
+    `rows=j` addresses that block. Arithmetic on it gives a plain int (the offset)."""
+
+    size: Dim = field(default_factory=lambda: Dim.const(1), compare=False)
 
 
 INT = ScalarType("int")

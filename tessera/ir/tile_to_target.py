@@ -46,6 +46,7 @@ from dataclasses import dataclass, field
 from tessera.codegen.mathlib import MathLib
 from tessera.dtypes import BOOL, INT64, DType
 from tessera.ir.target import convert as cv
+from tessera.ir.target import reduction as red
 from tessera.ir.target.builder import Builder
 from tessera.ir.target.elementwise import Elementwise, compare_predicate
 from tessera.ir.target.info import TargetInfo
@@ -64,6 +65,16 @@ from tessera.ir.tile.ops import BlockType, Kernel, Op, Region, ScalarType, Tenso
 from tessera.ir.tile.verify import verify_kernel
 
 _FUSIBLE_ELEMENTWISE = frozenset(n for n, d in tile.TILE_OPS.items() if d.category == "elementwise")
+_STORES = ("store", "store_masked")
+
+
+def _stored(op: Op) -> tile.Value:
+    """The value a store or store_masked writes."""
+    return op.operands[-2] if op.name == "store_masked" else op.operands[-1]
+
+
+def _store_starts(op: Op) -> tuple[tile.Value, ...]:
+    return op.operands[1:-2] if op.name == "store_masked" else op.operands[1:-1]
 _REDUCE_FUSED = ("sum", "mean", "prod", "max", "min")
 
 
@@ -173,8 +184,8 @@ def _block(v: tile.Value) -> bool:
 
 def _iteration_shape(op: Op) -> tuple[int, ...] | None:
     """The shape a fusible op iterates over, or None if the op is not fusible."""
-    if op.name == "store":
-        return op.operands[-1].ty.shape  # type: ignore[union-attr]
+    if op.name in _STORES:
+        return _stored(op).ty.shape  # type: ignore[union-attr]
     if op.name == "reduce":
         return op.operands[0].ty.shape if op.attr("kind") in _REDUCE_FUSED else None  # type: ignore[union-attr]
     if op.name in ("load", "full", "iota") or (op.name in _FUSIBLE_ELEMENTWISE and _block(op.results[0])):
@@ -201,6 +212,7 @@ def plan_region(ops: Sequence[Op]) -> list[PlanItem]:
     """Split a region's ops into groups (fused loop nests) and single ops, in emission order."""
     items: list[PlanItem] = []
     cur: Group | None = None
+    late: set[int] = set()  # values the open group defines, and views placed after it
     for op in ops:
         if _is_scalar_op(op):
             # Scalars never depend on blocks, so they can run before the open group's nest.
@@ -210,9 +222,15 @@ def plan_region(ops: Sequence[Op]) -> list[PlanItem]:
                 items.append(op)
             continue
         if _is_view(op):
-            if cur is not None and op.operands[0].uid in cur.produced:
-                cur.produced.add(op.result.uid)
-            items.append(op)
+            if cur is not None and op.operands[0].uid not in late:
+                # Its source is ready before the open group: place it there, so members may read it.
+                items.insert(items.index(cur), op)
+            else:
+                if cur is not None:
+                    # After the group's nest: members cannot read it.
+                    cur.produced.add(op.result.uid)
+                    late.add(op.result.uid)
+                items.append(op)
             continue
         shape = _iteration_shape(op)
         if shape is None:
@@ -222,10 +240,12 @@ def plan_region(ops: Sequence[Op]) -> list[PlanItem]:
         if cur is None or not _joins(cur, op, shape):
             cur = Group(shape)
             items.append(cur)
+            late = set()
         cur.ops.append(op)
+        late.update(r.uid for r in op.results)
         if op.name == "load":
             cur.loaded[op.operands[0].uid] = tuple(v.uid for v in op.operands[1:])
-        elif op.name == "store":
+        elif op.name in _STORES:
             cur.stored.add(op.operands[0].uid)
         if op.name == "reduce":
             cur.produced.add(op.result.uid)
@@ -239,9 +259,9 @@ def _joins(g: Group, op: Op, shape: tuple[int, ...]) -> bool:
         return False
     if op.name == "load" and op.operands[0].uid in g.stored:
         return False
-    if op.name == "store":
+    if op.name in _STORES:
         t = op.operands[0].uid
-        starts = tuple(v.uid for v in op.operands[1:-1])
+        starts = tuple(v.uid for v in _store_starts(op))
         if t in g.loaded and g.loaded[t] != starts:
             return False
     return True
@@ -378,6 +398,18 @@ class _Lowering:
             self.arg_reduce(op)
         elif op.name == "barrier":
             pass  # one thread runs a whole program on this target
+        elif op.name == "alloc_shared":
+            # Shared memory is local memory here; zeros, so that reading it before a copy is defined.
+            buf = self.alloc(op.result.ty.shape, op.result.ty.dtype, op.result.hint or "shared")  # type: ignore[union-attr]
+            zero = cv.compute_constant(0.0, buf.dtype)
+            self.fill(buf, lambda w, buf=buf: self.b.const(zero, vec(cv.compute_scalar(buf.dtype), w)))
+            self.views[op.result.uid] = self.buf_view(buf)
+        elif op.name == "cp_async":
+            # The copy lands in the destination's storage, synchronously on this target.
+            dst = self.view_of(op.operands[0])
+            assert dst.buf is not None
+            self.copy(_broadcast_view(self.view_of(op.operands[1]), dst.shape), dst.buf)
+            self.views[op.result.uid] = dst
         else:
             raise TargetIRError(f"lowering: tile op '{op.name}' is not supported by the {self.t.name} lowering")
 
@@ -426,7 +458,7 @@ class _Lowering:
                 buf = out_bufs[op.result.uid]
                 ident = self._identity(op)
                 self.fill(buf, lambda w, ident=ident, buf=buf: self.b.const(ident, vec(cv.compute_scalar(buf.dtype), w)))
-        tensors = sorted({op.operands[0].uid for op in g.ops if op.name in ("load", "store")})
+        tensors = sorted({op.operands[0].uid for op in g.ops if op.name in ("load", *_STORES)})
         n = g.shape[-1] if g.shape else 1
         if tensors and n > 1:
             cond: TValue | None = None
@@ -465,8 +497,8 @@ class _Lowering:
 
         def setup(idx: list[TValue], widths: tuple[int, ...]) -> None:
             for op in g.ops:
-                if op.name in ("load", "store"):
-                    starts = op.operands[1:] if op.name == "load" else op.operands[1:-1]
+                if op.name in ("load", *_STORES):
+                    starts = op.operands[1:] if op.name == "load" else _store_starts(op)
                     rows[id(op)] = self._row(self.tensors[op.operands[0].uid], starts, idx, widths)
 
         def chunk(idx: list[TValue], j: TValue, w: int, accs: list[TValue]) -> list[TValue]:
@@ -476,9 +508,10 @@ class _Lowering:
             for op in g.ops:
                 if op.name == "load":
                     v = self.load_chunk(op, rows[id(op)], j, w, contiguous)
-                elif op.name == "store":
-                    val = self.operand_chunk(op.operands[-1], env, idx, j, w)
-                    self.store_chunk(op, rows[id(op)], val, j, w, contiguous)
+                elif op.name in _STORES:
+                    val = self.operand_chunk(_stored(op), env, idx, j, w)
+                    keep = self.operand_chunk(op.operands[-1], env, idx, j, w) if op.name == "store_masked" else None
+                    self.store_chunk(op, rows[id(op)], val, j, w, contiguous, keep)
                     continue
                 elif op.name == "reduce":
                     x = self.operand_chunk(op.operands[0], env, idx, j, w)
@@ -671,9 +704,12 @@ class _Lowering:
             raw = b.gather(ptr, offs, mask, other) if offs is not None else b.load(ptr, ty, mask, other)
         return cv.decode(b, raw, t.dtype)
 
-    def store_chunk(self, op: Op, row: _Row, val: TValue, j: TValue, w: int, contiguous: bool) -> None:
+    def store_chunk(self, op: Op, row: _Row, val: TValue, j: TValue, w: int, contiguous: bool,
+                    keep: TValue | None = None) -> None:
         b = self.b
         ptr, mask, offs = self._chunk_addr(row, j, w, contiguous)
+        if keep is not None:
+            mask = keep if mask is None else b.op("and", mask, keep)
         raw = cv.encode(b, val, row.tensor.dtype)
         if mask is None:
             b.store(ptr, raw)
@@ -704,50 +740,16 @@ class _Lowering:
     # -- reductions ----------------------------------------------------------------------------
 
     def _identity(self, op: Op) -> float | int | bool:
-        kind = op.attr("kind")
-        dt = op.result.ty.dtype  # type: ignore[union-attr]
-        if dt == BOOL:
-            if kind in ("max", "min"):
-                return kind == "min"
-            raise TargetIRError(f"reduce {kind} of a bool block: cast it to an integer first")
-        if kind in ("sum", "mean"):
-            return cv.compute_constant(0.0, dt)
-        if kind == "prod":
-            return cv.compute_constant(1.0, dt)
-        return cv.compute_constant(-math.inf if kind == "max" else math.inf, dt)
+        return red.identity(str(op.attr("kind")), op.result.ty.dtype)  # type: ignore[union-attr]
 
     def _combine(self, kind: str, a: TValue, x: TValue, dt: DType) -> TValue:
-        b = self.b
-        if dt == BOOL:
-            return b.op("or" if kind == "max" else "and", a, x)
-        if kind in ("sum", "mean"):
-            return b.op("add", a, x)
-        if kind == "prod":
-            return b.op("mul", a, x)
-        name = kind if not cv.is_unsigned(dt) else "u" + kind
-        return b.op(name, a, x)
+        return red.combine(self.b, kind, a, x, dt)
 
     def _hreduce(self, kind: str, v: TValue, dt: DType) -> TValue:
-        if not isinstance(v.ty, Vector):
-            return v
-        if dt == BOOL:
-            k = "or" if kind == "max" else "and"
-        elif kind in ("sum", "mean"):
-            k = "add"
-        elif kind == "prod":
-            k = "mul"
-        else:
-            k = kind if not cv.is_unsigned(dt) else "u" + kind
-        return self.b.op("vreduce", v, kind=k)
+        return red.lane_reduce(self.b, kind, v, dt)
 
     def _reduce_final(self, s: TValue, kind: str, n: int, dt: DType) -> TValue:
-        b = self.b
-        if kind == "mean":
-            if dt.is_float:
-                s = b.op("div", s, b.like(float(n), s))
-            else:
-                s = self.ew.floor_div(s, b.like(n, s), dt)
-        return cv.round_to(b, s, dt) if dt.is_float else s
+        return red.finish(self.b, self.ew, s, kind, n, dt)
 
     def arg_reduce(self, op: Op) -> None:
         """argmax/argmin: first index of the max/min along an axis (NaN counts as the extreme)."""
@@ -1000,8 +1002,12 @@ def _broadcast_view(v: View, shape: Sequence[int]) -> View:
 def lower_kernel(k: Kernel, target: TargetInfo) -> Function:
     """Lower one verified tile kernel to a Target IR function (see the module docstring)."""
     verify_kernel(k)
+    if target.program_model == "cta":
+        from tessera.ir.tile_to_target_gpu import lower_kernel_gpu
+
+        return lower_kernel_gpu(k, target)
     if target.program_model != "loop":
-        raise TargetIRError(f"lower_kernel: program model '{target.program_model}' (GPU) is not implemented yet")
+        raise TargetIRError(f"lower_kernel: unknown program model '{target.program_model}'")
     return _Lowering(k, target).run()
 
 

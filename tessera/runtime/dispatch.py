@@ -2,7 +2,7 @@
 Python values, binds every dim symbol from the argument shapes, checks every `where` constraint before
 any work is done (a violation is a run-time E-SHAPE naming the rule and the actual extents), then builds,
 specialises and optimises the Graph IR once per (extents, dtypes, static arguments) and runs it on the
-chosen target: `cpu` (compiled through the IR stack) or `reference` (the NumPy oracle).
+chosen target: `cpu` or `cuda` (compiled through the IR stack) or `reference` (the NumPy oracle).
 
 `RunConfig` carries what every call of one run shares: the target, the Chrome trace being recorded
 (`--profile`) and the precompiled artefacts of a bundle (`tessera build`).
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from tessera.ir.graph.ops import Function
 
 TARGETS = ("cpu", "reference", "cuda", "hip")
-UNAVAILABLE_TARGETS = ("cuda", "hip")
+UNAVAILABLE_TARGETS = ("hip",)
 
 
 def default_target() -> str:
@@ -427,10 +427,18 @@ class JitFunction:
                 return r
         with _maybe_span(self.config.trace, f"compile {self.name}", "compile", target=self.config.target,
                          spec=key.text()):
-            graph = self.specialized_graph(dict(static), {s: v for s, v in key.extents})
+            graph = self.specialized_graph({**static, **self.generic_dtypes(key)},
+                                           {s: v for s, v in key.extents})
             runnable = make_runnable(graph, self.config)
         self._cache[key] = (runnable, graph)
         return runnable
+
+    def generic_dtypes(self, key: SpecKey) -> dict[str, object]:
+        """The dtype of each dtype-generic tensor parameter (`Tensor["N"]`): the argument's, which the
+        graph builder takes as that parameter's static argument."""
+        tensors = [p for p in self.sig.params if isinstance(p.ty, TensorType)]
+        return {p.name: d for p, d in zip(tensors, key.dtypes)
+                if isinstance(p.ty, TensorType) and p.ty.dtype is None}
 
     def specialized_graph(self, static: dict[str, object], extents: Mapping[str, int]) -> Function:
         """Build the Graph IR for these static arguments, bind the extents, optimise."""
@@ -475,9 +483,9 @@ def make_runnable(graph: Function, config: RunConfig) -> Runnable:
             return evaluate(graph, list(arrays), float64=f64)
 
         return run_reference
-    if config.target == "cpu":
+    if config.target in ("cpu", "cuda"):
         from tessera.runtime.executor import compile_function
 
-        return compile_function(graph, target="cpu")
+        return compile_function(graph, target=config.target)
     raise runtime_error("E-RUNTIME", unavailable_message(config.target),
                         graph.span or Span("<runtime>", 1, 1, 1, 1))

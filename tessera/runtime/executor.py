@@ -100,18 +100,22 @@ class CompiledFunction:
 
 def _view(root: np.ndarray, lay: Layout) -> np.ndarray:
     """The elements `lay` describes, as a NumPy view of the contiguous root array."""
-    flat = root.reshape(-1)
     if lay.size == 0:
         return np.empty(lay.shape, root.dtype)
     item = root.itemsize
-    return np.lib.stride_tricks.as_strided(flat[lay.offset:], shape=lay.shape,
+    # as_strided rebuilds the array from its interface, whose type string NumPy cannot read back for
+    # some ml_dtypes types (fp8_e5m2 is '<f1'): stride unsigned integers of the same size instead.
+    flat = root.reshape(-1).view(np.dtype(f"u{item}"))
+    view = np.lib.stride_tricks.as_strided(flat[lay.offset:], shape=lay.shape,
                                            strides=tuple(s * item for s in lay.strides))
+    return view.view(root.dtype)
 
 
 def compile_function(fn: Function, target: str = "cpu") -> CompiledFunction:
-    """Optimise, partition, lower and compile a specialised graph function (all dims constant)."""
-    if target != "cpu":
-        raise ValueError(f"compile_function: target '{target}' has no compiled path here (cpu only)")
+    """Optimise, partition, lower and compile a specialised graph function (all dims constant), for
+    the host CPU or (target "cuda") the process's CUDA device (tessera/runtime/cuda.py)."""
+    if target not in ("cpu", "cuda"):
+        raise ValueError(f"compile_function: target '{target}' has no compiled path here (cpu or cuda)")
     from tessera.ir.graph.passes.pipeline import optimize
     from tessera.ir.graph_to_schedule import partition
     from tessera.ir.schedule.verify import verify_plan
@@ -122,6 +126,10 @@ def compile_function(fn: Function, target: str = "cpu") -> CompiledFunction:
     plan = partition(graph)
     verify_plan(plan)
     kernels = lower_plan(plan)
+    if target == "cuda":
+        from tessera.runtime.cuda import compile_plan
+
+        return compile_plan(plan, kernels, graph)  # type: ignore[return-value]
     # A runtime per compile: its code cache (on disk, keyed by the kernels' text) is read and written at
     # each compile, which `tessera build` relies on to collect the object code into a bundle.
     compiled = CpuRuntime().compile(kernels)

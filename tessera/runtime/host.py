@@ -32,6 +32,7 @@ from tessera.frontend.types import TensorType
 from tessera.runtime import host_builtins as hb
 from tessera.runtime import values
 from tessera.runtime.dispatch import JitFunction, RunConfig, bind_symbols, check_constraints, to_tensor
+from tessera.runtime.kernels import KernelFunction, KernelLaunch
 from tessera.source import SourceFile, Span
 from tessera.symbolic import DimError
 
@@ -87,24 +88,6 @@ class HostFunction:
 
     def __repr__(self) -> str:
         return f"<function {self.fn.name}>"
-
-
-class KernelFunction:
-    """A `@kernel`: launching tile kernels from host code arrives with the kernel DSL."""
-
-    def __init__(self, fn: ast.FunctionDef) -> None:
-        self.fn = fn
-        self.__name__ = fn.name
-
-    def __call__(self, *args: Value, **kwargs: Value) -> Value:
-        raise runtime_error("E-RUNTIME", self.message(), self.fn.name_span)
-
-    def message(self) -> str:
-        return (f"'{self.fn.name}' is a @kernel; launching tile kernels from host code is not available yet "
-                "(it arrives with the kernel DSL)")
-
-    def __repr__(self) -> str:
-        return f"<kernel {self.fn.name}>"
 
 
 class _Return(Exception):
@@ -172,7 +155,8 @@ class HostRuntime:
                 ns[fn.name] = JitFunction(self.checked, fn, config=self.config, sources=self.sources,
                                           eval_default=lambda e, k=key: self.eval_in_module(e, k))
             elif sig.kind == "kernel":
-                ns[fn.name] = KernelFunction(fn)
+                ns[fn.name] = KernelFunction(self.checked, fn, config=self.config, sources=self.sources,
+                                             eval_default=lambda e, k=key: self.eval_in_module(e, k))
             else:
                 ns[fn.name] = HostFunction(self, key, fn, sig)
         for imp in mod.tree.imports:
@@ -187,7 +171,8 @@ class HostRuntime:
                 ns[imp.asname or imp.module.split(".")[0]] = NamespaceValue(
                     target if imp.asname else imp.module.split(".")[0])
             return
-        if not imp.module:
+        if not imp.module or mod.resolved.get(imp) is None:
+            # `from . import layers`, `from stdlib import nn`: each name is a module.
             for n in imp.names:
                 target = mod.resolved.get(n)
                 if target is not None:
@@ -233,8 +218,8 @@ class HostRuntime:
             return self.call_host(f, args, kwargs, span)
         if isinstance(f, JitFunction):
             return f.call(args, kwargs, span)
-        if isinstance(f, KernelFunction):
-            raise runtime_error("E-RUNTIME", f.message(), span)
+        if isinstance(f, (KernelFunction, KernelLaunch)):
+            return f.call(args, kwargs, span)
         if callable(f) and hasattr(f, "__self__") and isinstance(f.__self__, hb.ScheduleValue):
             return f(*args, **kwargs)
         raise runtime_error("E-TYPE", f"{values.describe(f)} is not callable", span)
@@ -524,9 +509,11 @@ class HostRuntime:
 
     def subscript(self, e: ast.Subscript, frame: Frame) -> Value:
         base = self.eval(e.value, frame)
-        if isinstance(base, (KernelFunction, JitFunction, HostFunction)):
-            raise runtime_error("E-RUNTIME", "launching a function over a grid (f[grid](...)) is not available "
-                                "yet; it arrives with the kernel DSL", e.span)
+        if isinstance(base, KernelFunction):
+            return base.launch(self.eval(e.index, frame), e.span)
+        if isinstance(base, (JitFunction, HostFunction)):
+            raise runtime_error("E-TYPE", f"only a @kernel is launched over a grid (f[grid](...)); "
+                                f"'{base.fn.name}' is not one", e.span)
         parts = e.index.elts if isinstance(e.index, ast.Tuple) else [e.index]
         if isinstance(base, np.ndarray):
             index = tuple(self.index_part(p, frame) for p in parts)

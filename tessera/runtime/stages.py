@@ -1,6 +1,7 @@
 """The lowering stages of one `@jit` function, as `tessera lower`, `tessera build` and the REPL's
 `:lower` show them: Graph IR (symbolic, or specialised to `--dim` extents) → Schedule IR (a plan of
-fused kernels) → Tile IR (one tile program per kernel) → Target IR → LLVM IR.
+fused kernels) → Tile IR (one tile program per kernel) → Target IR → LLVM IR (the CPU) or PTX (CUDA GPUs,
+for $TESSERA_CUDA_ARCH: sm_90a by default, or sm_80).
 
 Every stage below the graph needs concrete extents for every dim symbol; `missing_symbols` says which
 are not bound yet.
@@ -8,6 +9,7 @@ are not bound yet.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -22,7 +24,7 @@ if TYPE_CHECKING:
     from tessera.ir.graph.ops import Function
 
 STAGES = ("graph", "schedule", "tile", "target", "llvm", "ptx", "hip")
-UNAVAILABLE_STAGES = ("ptx", "hip")
+UNAVAILABLE_STAGES = ("hip",)
 
 
 class StageError(Exception):
@@ -33,6 +35,16 @@ def unavailable_stage(stage: str) -> str:
     backend = "cuda" if stage == "ptx" else "hip"
     return (f"the {stage} stage is not available yet in this version of Tessera (it arrives with the "
             f"{backend} backend); the CPU stages are graph, schedule, tile, target and llvm")
+
+
+def cuda_arch() -> str:
+    """The GPU architecture `--stage ptx` emits for: $TESSERA_CUDA_ARCH, else sm_90a."""
+    arch = os.environ.get("TESSERA_CUDA_ARCH", "").strip() or "sm_90a"
+    from tessera.codegen.ptx import ARCHS
+
+    if arch not in ARCHS:
+        raise StageError(f"TESSERA_CUDA_ARCH={arch} is not a known architecture ({', '.join(ARCHS)})")
+    return arch
 
 
 def bind(sig: Signature, dims: Mapping[str, int]) -> dict[str, int]:
@@ -87,6 +99,7 @@ class Lowered:
     kernels: list[Any] | None = None
     target_fns: list[Any] | None = None
     llvm: str | None = None
+    ptx: str | None = None
 
 
 def graph_of(checked: CheckResult, fn: ast.FunctionDef, static: Mapping[str, object],
@@ -110,6 +123,10 @@ def lower(checked: CheckResult, fn: ast.FunctionDef, stage: str, dims: Mapping[s
     if stage not in STAGES:
         raise StageError(f"unknown stage '{stage}'; stages: {', '.join(STAGES)}")
     sig = checked.signatures[fn]
+    if sig.kind == "kernel":
+        from tessera.runtime.kernels import lower_kernel_stage
+
+        return lower_kernel_stage(checked, fn, stage, dims)
     env = bind(sig, dims)
     unknown = sorted(set(dims) - sig.symbols)
     if unknown:
@@ -140,6 +157,11 @@ def lower_to(checked: CheckResult, fn: ast.FunctionDef, stage: str, static: Mapp
 
     low.kernels = list(lower_plan(low.plan))
     if stage == "tile":
+        return low
+    if stage == "ptx":
+        from tessera.runtime.cuda import emit_kernels_ptx
+
+        low.ptx = emit_kernels_ptx(low.kernels, cuda_arch())
         return low
     from tessera.ir.tile_to_target import lower_kernel
     from tessera.runtime.cpu_features import cpu_target_info
@@ -172,5 +194,8 @@ def render(low: Lowered, stage: str) -> str:
         from tessera.ir.target.printer import print_function as print_target
 
         return "\n".join(print_target(f) for f in low.target_fns or [])
+    if stage == "ptx":
+        assert low.ptx is not None
+        return low.ptx
     assert low.llvm is not None
     return low.llvm

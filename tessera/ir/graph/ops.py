@@ -215,7 +215,8 @@ def _slice(ts: Sequence[TensorType], a: dict[str, AttrValue]) -> list[TensorType
     dims = []
     for lo, hi, st in zip(a["starts"], a["stops"], a["steps"]):  # type: ignore[call-overload]
         ext = hi - lo
-        dims.append(ext if st == 1 else (ext + (st - 1)) // st)
+        k = abs(st)
+        dims.append(ext if k == 1 else (ext + (k - 1)) // k)
     return [ts[0].with_dims(dims)]
 
 
@@ -278,7 +279,8 @@ _def("broadcast_to", 1, (("shape", "dims"),), _reshape, "shape", "NumPy broadcas
 _def("reshape", 1, (("shape", "dims"),), _reshape, "shape", "same elements, row-major, new shape")
 _def("transpose", 1, (("perm", "ints"),), _transpose, "shape", "permute axes")
 _def("slice", 1, (("starts", "dims"), ("stops", "dims"), ("steps", "ints")), _slice, "shape",
-     "a strided window per axis")
+     "a strided window [start, stop) per axis, read from start (step > 0) or from stop - 1 backwards "
+     "(step < 0) every |step| elements")
 _def("concat", -1, (("axis", "int"),), _concat, "shape", "join along axis")
 _def("gather", 2, (), _gather, "shape", "rows of table (axis 0) at integer ids")
 

@@ -214,11 +214,22 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e)).astype(x.dtype)
 
 
+def _erfc(x: np.ndarray) -> np.ndarray:
+    return np.vectorize(math.erfc, otypes=[np.float64])(x.astype(np.float64)).astype(x.dtype)
+
+
+def _neg_inf_to_zero(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    # x * f(x) with f(-inf) = 0: the limit is -0, not the NaN of -inf * 0.
+    return np.where(x == -np.inf, np.asarray(-0.0, x.dtype), y).astype(x.dtype)
+
+
 def _gelu(x: np.ndarray, approximate: str) -> np.ndarray:
+    # The forms without cancellation for negative x: 0.5 x (1 + tanh(u)) = x sigmoid(2u), and
+    # 0.5 x (1 + erf(x / sqrt2)) = 0.5 x erfc(-x / sqrt2).
     if approximate == "tanh":
-        c = np.asarray(math.sqrt(2.0 / math.pi), x.dtype)
-        return (0.5 * x * (1.0 + np.tanh(c * (x + np.asarray(0.044715, x.dtype) * x * x * x)))).astype(x.dtype)
-    return (0.5 * x * (1.0 + _erf(x * np.asarray(1.0 / math.sqrt(2.0), x.dtype)))).astype(x.dtype)
+        c = np.asarray(2.0 * math.sqrt(2.0 / math.pi), x.dtype)
+        return _neg_inf_to_zero(x, x * _sigmoid(c * (x + np.asarray(0.044715, x.dtype) * x * x * x)))
+    return _neg_inf_to_zero(x, 0.5 * x * _erfc(x * np.asarray(-1.0 / math.sqrt(2.0), x.dtype)))
 
 
 _UNARY: dict[str, Callable[[np.ndarray], np.ndarray]] = {
@@ -235,7 +246,7 @@ _UNARY: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "erf": _erf,
     "sigmoid": _sigmoid,
     "relu": lambda x: np.maximum(x, np.zeros((), x.dtype)),
-    "silu": lambda x: x * _sigmoid(x),
+    "silu": lambda x: _neg_inf_to_zero(x, x * _sigmoid(x)),
     "not": np.logical_not,
     "isnan": lambda x: np.isnan(x) if x.dtype.kind == "f" else np.zeros(x.shape, np.bool_),
     "isinf": lambda x: np.isinf(x) if x.dtype.kind == "f" else np.zeros(x.shape, np.bool_),
@@ -325,13 +336,25 @@ def _cast(ctx: _Ctx, op: Op, xs: list[np.ndarray]) -> list[np.ndarray]:
         else:
             lo = np.floor(xf)
             y = lo + (_uniform(xf.shape) < (xf - lo))
-        return [y.astype(numpy_dtype(dst))]
+        return [_saturate_to_int(y, dst)]
     if not dst.is_float or not src.is_float or ctx.float64:
         return [ctx.store(ctx.load(x, src), dst)]
     if src == dst:
         return [x]
     xf = x.astype(np.float64)
     return [_round_float(xf, dst, rounding)]
+
+
+def _saturate_to_int(y: np.ndarray, dst: DType) -> np.ndarray:
+    """Integral float values as the int dtype dst, as compiled code converts them (docs/ir.md): NaN
+    is 0 and values out of range saturate to the type's limits (NumPy's astype leaves them undefined)."""
+    nd = numpy_dtype(dst)
+    info = ml_dtypes.iinfo(nd)
+    lo, top = float(info.min), float(info.max) + 1.0  # both powers of two: exact in f64
+    y = np.where(np.isnan(y), 0.0, y)
+    out = np.where((y >= lo) & (y < top), y, 0.0).astype(nd)
+    out = np.where(y < lo, np.asarray(info.min, nd), out)
+    return np.where(y >= top, np.asarray(info.max, nd), out).astype(nd)
 
 
 def _round_float(x: np.ndarray, dst: DType, rounding: str) -> np.ndarray:
@@ -464,9 +487,18 @@ def _transpose(ctx: _Ctx, op: Op, xs: list[np.ndarray]) -> list[np.ndarray]:
 @_impl("slice")
 def _slice(ctx: _Ctx, op: Op, xs: list[np.ndarray]) -> list[np.ndarray]:
     a = _attrs(op)
-    idx = tuple(slice(ctx.dim(lo), ctx.dim(hi), st)  # type: ignore[arg-type]
+    idx = tuple(_window(ctx.dim(lo), ctx.dim(hi), st)  # type: ignore[arg-type]
                 for lo, hi, st in zip(a["starts"], a["stops"], a["steps"]))  # type: ignore[call-overload]
     return [xs[0][idx]]
+
+
+def _window(lo: int, hi: int, step: int) -> slice:
+    """The Python slice of the window [lo, hi) read every `step` (backwards from hi - 1 when < 0)."""
+    if step > 0:
+        return slice(lo, hi, step)
+    if hi <= lo:
+        return slice(0, 0)
+    return slice(hi - 1, lo - 1 if lo > 0 else None, step)
 
 
 @_impl("concat")

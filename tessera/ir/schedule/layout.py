@@ -42,7 +42,14 @@ class Layout:
         """One past the largest element index the layout touches (its offset when it is empty)."""
         if self.size == 0:
             return self.offset
-        return self.offset + sum((n - 1) * s for n, s in zip(self.shape, self.strides)) + 1
+        return self.offset + sum((n - 1) * s for n, s in zip(self.shape, self.strides) if s > 0) + 1
+
+    @property
+    def first(self) -> int:
+        """The smallest element index the layout touches (below the offset along negative strides)."""
+        if self.size == 0:
+            return self.offset
+        return self.offset + sum((n - 1) * s for n, s in zip(self.shape, self.strides) if s < 0)
 
     def is_contiguous(self) -> bool:
         return self == Layout.contiguous(self.shape) or self.size == 0
@@ -76,13 +83,15 @@ def broadcast(lay: Layout, shape: Sequence[int]) -> Layout:
 
 
 def slice_(lay: Layout, starts: Sequence[int], stops: Sequence[int], steps: Sequence[int]) -> Layout:
+    """The graph `slice` op's window per axis; a negative step starts at the window's last element
+    and walks back with a negative stride."""
     shape = []
     strides = []
     offset = lay.offset
     for n, s, lo, hi, st in zip(lay.shape, lay.strides, starts, stops, steps):
-        ext = max(0, (hi - lo + st - 1) // st)
+        ext = max(0, (hi - lo + abs(st) - 1) // abs(st))
         if ext:
-            offset += lo * s
+            offset += (lo if st > 0 else hi - 1) * s
         shape.append(ext)
         strides.append(s * st)
     return Layout(tuple(shape), tuple(strides), offset)

@@ -93,8 +93,8 @@ class _Verifier:
         self.inside(where, b.layout, b.root)
 
     def inside(self, where: str, lay: Layout, root: Buffer) -> None:
-        if lay.offset < 0 or any(s < 0 for s in lay.strides):
-            self.fail(where, f"layout {lay} has a negative offset or stride")
+        if lay.offset < 0 or lay.first < 0:
+            self.fail(where, f"layout {lay} reaches below element 0 of %{root.name}")
         if lay.size and lay.span > root.layout.size:
             self.fail(where, f"layout {lay} reaches element {lay.span - 1} of %{root.name}, "
                              f"which has {root.layout.size}")
@@ -130,7 +130,7 @@ class _Verifier:
             if a.role == "out":
                 if a.buffer.root.kind == "param":
                     self.fail(aw, "a kernel writes a parameter")
-                if any(s == 0 and n > 1 for n, s in zip(a.layout.shape, a.layout.strides)):
+                if a.layout.size and any(s == 0 and n > 1 for n, s in zip(a.layout.shape, a.layout.strides)):
                     self.fail(aw, f"an output layout {a.layout} repeats elements")
                 writes.add(a.buffer.root)
             else:

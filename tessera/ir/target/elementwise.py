@@ -3,6 +3,7 @@ Target IR (any lane count; scalars are one lane).
 
 Where NumPy and IEEE leave a choice the ops follow NumPy: integer `div`/`floordiv`/`mod` are
 Python's floor division and modulo and give 0 for a zero divisor (compiled code must not trap);
+integer `pow` wraps, and truncates toward zero for a negative exponent (where NumPy raises);
 float `floordiv`/`mod` follow NumPy's divmod; `maximum`/`minimum` propagate NaN; comparisons are
 ordered except `ne`; narrow float results are rounded to their dtype after each op
 (tessera/ir/target/convert.py); math functions come from the target's MathLib.
@@ -132,7 +133,31 @@ class Elementwise:
             return args[0] if unsigned else b.op("abs", args[0])
         if name == "not":
             return b.op("xor", args[0], b.like(-1, args[0]))
+        if name == "pow":
+            return self.int_pow(args[0], args[1], dt)
         raise TargetIRError(f"lowering: elementwise '{name}' is not defined for {dt} (cast to a float dtype)")
+
+    def int_pow(self, a: Value, e: Value, dt: DType) -> Value:
+        """a ** e on integers, wrapping like NumPy's: square and multiply over every bit of e. A
+        negative exponent (NumPy raises; compiled code must not trap) gives the exact result
+        truncated toward zero: 1 for a == 1, ±1 for a == -1, else 0."""
+        b = self.b
+        bits = e.ty.elem.bits if isinstance(e.ty, Vector) else e.ty.bits  # type: ignore[union-attr]
+        one = b.like(1, a)
+        result, base, rest = one, a, e
+        for _ in range(bits if cv.is_unsigned(dt) else bits - 1):
+            odd = b.cmp("ne", b.op("and", rest, b.like(1, rest)), b.like(0, rest))
+            result = b.select(odd, b.op("mul", result, base), result)
+            base = b.op("mul", base, base)
+            rest = b.op("lshr", rest, b.like(1, rest))
+        if cv.is_unsigned(dt):
+            return result
+        negative = b.cmp("slt", e, b.like(0, e))
+        minus_one = b.cmp("eq", a, b.like(-1, a))
+        odd_e = b.cmp("ne", b.op("and", e, b.like(1, e)), b.like(0, e))
+        inverse = b.select(b.cmp("eq", a, one), one,
+                           b.select(minus_one, b.select(odd_e, b.like(-1, a), one), b.like(0, a)))
+        return b.select(negative, inverse, result)
 
     def _safe_divisor(self, a: Value, d: Value, unsigned: bool) -> tuple[Value, Value]:
         """A divisor that cannot trap (0 -> 1; MIN / -1 -> 1) and the mask of zero divisors."""

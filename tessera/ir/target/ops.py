@@ -13,8 +13,8 @@ Ops are element-wise on vectors (a scalar op on each lane); casts, compares and 
 memory ops say whether they are contiguous (`load`/`store`, optionally masked) or per-lane
 (`gather`/`scatter`); `vreduce` reduces the lanes of one vector; math intrinsics (`exp`, `tanh`,
 `erf`, ...) are ops an emitter may map to hardware or a library, the lowering expands the ones a
-target lacks (see TargetInfo). `program_id`/`thread_id`/`barrier` exist for GPU targets; the CPU
-lowering loops over programs itself.
+target lacks (see TargetInfo). `program_id`/`thread_id`/`barrier`/`shared`/`shuffle_xor` exist for
+GPU targets; the CPU lowering loops over programs itself.
 
 Each op names an `OpDef` in `TARGET_OPS` (operand count, attributes, a type rule); the verifier and
 the printer read the table, as in the other IR layers.
@@ -155,6 +155,7 @@ class Function:
     params: list[Value]
     body: Region
     doc: str = ""
+    threads: int = 0  # GPU targets: threads per program (CTA); 0 where one thread runs a program
 
 
 @dataclass(eq=False)
@@ -338,6 +339,25 @@ def _none(ts: Sequence[TargetType], a: dict[str, AttrValue]) -> list[TargetType]
     return []
 
 
+def _shared(ts: Sequence[TargetType], a: dict[str, AttrValue]) -> list[TargetType]:
+    count, elem = a["count"], a["elem"]
+    _need(isinstance(count, int) and count > 0, f"shared count must be positive, got {count}")
+    _need(isinstance(elem, str) and elem in SCALAR_KINDS, f"shared elem {elem}: not a scalar kind")
+    return [Pointer("shared", Scalar(elem))]  # type: ignore[arg-type]
+
+
+def _ptrtoint(ts: Sequence[TargetType], a: dict[str, AttrValue]) -> list[TargetType]:
+    _need(isinstance(ts[0], Pointer), f"ptrtoint takes a pointer, got {ts[0]}")
+    return [I64]
+
+
+def _shuffle(ts: Sequence[TargetType], a: dict[str, AttrValue]) -> list[TargetType]:
+    _need(isinstance(ts[0], Scalar), f"shuffle_xor takes a scalar, got {ts[0]}")
+    m = a["mask"]
+    _need(isinstance(m, int) and 0 < m < 32, f"shuffle_xor lane mask must be in 1..31, got {m}")
+    return [ts[0]]
+
+
 ARITH = ("add", "sub", "mul")
 for _n in ARITH:
     _def(_n, 2, (), _same, "arith", f"lane-wise {_n} (integers wrap)")
@@ -370,6 +390,7 @@ _def("insert", 2, ("index",), _insert, "vector", "a vector with one lane replace
 _def("vreduce", 1, ("kind",), _vreduce, "vector", "reduce the lanes of a vector (any order for add/mul)")
 _def("alloca", 0, ("count",), None, "memory", "a thread-private array of count elements (local space)")
 _def("ptradd", 2, (), _ptradd, "memory", "pointer + offset in elements")
+_def("ptrtoint", 1, (), _ptrtoint, "memory", "the address a pointer holds, as i64 (alignment tests)")
 _def("load", -1, (), None, "memory", "load(p) or load(p, mask, other): contiguous lanes from p")
 _def("store", -1, (), _store, "memory", "store(p, v) or store(p, v, mask): contiguous lanes to p")
 _def("gather", 4, (), None, "memory", "gather(p, offsets, mask, other): lane i reads p[offsets[i]]")
@@ -381,3 +402,7 @@ _def("return", 0, (), _none, "control", "leave the function")
 _def("program_id", 0, ("axis",), None, "id", "the GPU program (CTA) index along an axis")
 _def("thread_id", 0, ("axis",), None, "id", "the thread index within the program along an axis")
 _def("barrier", 0, (), _none, "sync", "all threads of the program reach this point")
+_def("shared", 0, ("count", "elem"), _shared, "memory",
+     "an array of count elem values shared by the threads of a GPU program (one per function)")
+_def("shuffle_xor", 1, ("mask",), _shuffle, "sync",
+     "GPU: the value of the warp lane whose index is this lane's xor mask (all 32 lanes take part)")

@@ -27,7 +27,8 @@ def print_module(m: Module) -> str:
 def print_function(f: Function) -> str:
     names = Namer()
     params = ", ".join(f"{names.define(p)}: {p.ty}" for p in f.params)
-    lines = [f"func @{f.name}({params}) {{"]
+    threads = f" threads={f.threads}" if f.threads else ""
+    lines = [f"func @{f.name}({params}){threads} {{"]
     _region(f.body, names, lines, "  ")
     lines.append("}")
     return "\n".join(lines) + "\n"

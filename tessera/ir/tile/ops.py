@@ -17,7 +17,11 @@ Values:
 Semantics every lowering must keep:
 - `load(t, s0, ..., s{r-1}) {shape}` reads the block t[s0 + i0, ..., s{r-1} + i{r-1}]; elements
   outside t's extents read as `other` (ragged edges need no user masks). `store` writes only the
-  in-bounds elements.
+  in-bounds elements; `store_masked` only the in-bounds elements where its bool mask block (of the
+  value's shape, or broadcasting to it) is true.
+- `alloc_shared` makes a block in shared memory; `cp_async(dst, src)` is dst with src's values (the
+  same storage as dst: SSA names the new contents). On the CPU shared memory is local memory and the
+  copy is synchronous; `barrier` orders the copies of a program's threads on GPUs.
 - Elementwise ops take blocks of equal rank whose shapes agree or are 1 (NumPy broadcasting among
   blocks), and scalars, which broadcast.
 - `reduce {kind, axis}` keeps the rank (the reduced axis becomes 1).
@@ -246,6 +250,14 @@ def _none(ts: Sequence[TileType], a: dict[str, AttrValue]) -> list[TileType]:
     return []
 
 
+def _alloc_shared(ts: Sequence[TileType], a: dict[str, AttrValue]) -> list[TileType]:
+    return [BlockType(tuple(a["shape"]), a["dtype"], "shared")]  # type: ignore[arg-type]
+
+
+def _cp_async(ts: Sequence[TileType], a: dict[str, AttrValue]) -> list[TileType]:
+    return [ts[0]]
+
+
 def _reduce(ts: Sequence[TileType], a: dict[str, AttrValue]) -> list[TileType]:
     b = ts[0]
     assert isinstance(b, BlockType)
@@ -311,6 +323,13 @@ _def("iota", 0, (("shape", "ints"), ("axis", "int")), _iota, "index",
 _def("load", -1, (("shape", "ints"), ("other", "float")), _load, "memory",
      "load(t, starts...): the block at starts; out-of-bounds elements read as other")
 _def("store", -1, (), _none, "memory", "store(t, starts..., value): write the in-bounds elements")
+_def("store_masked", -1, (), _none, "memory",
+     "store_masked(t, starts..., value, mask): write the in-bounds elements where the bool block mask holds")
+_def("alloc_shared", 0, (("shape", "ints"), ("dtype", "dtype"), ("swizzle", "str")), _alloc_shared, "memory",
+     "a block in shared memory (zeros until written), laid out with the swizzle \"xor\" or \"none\"")
+_def("cp_async", 2, (), _cp_async, "memory",
+     "cp_async(dst, src): dst (a shared block) holding src's values; asynchronous on GPUs, complete at the "
+     "next barrier")
 for _n in UNARY:
     _def(_n, 1, (), _same, "elementwise", f"elementwise {_n}")
 _def("isnan", 1, (), _bool, "elementwise", "elementwise isnan")

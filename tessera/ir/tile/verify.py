@@ -4,7 +4,8 @@
   those symbols, a schedule with positive block sizes;
 - SSA: every value is defined once, before its uses, in its region or an enclosing one;
 - every op is in the catalogue with its attributes, and its result types are the catalogue's;
-- per op: load/store start counts equal the tensor rank and block shapes are static and positive;
+- per op: load/store/store_masked start counts equal the tensor rank and block shapes are static and
+  positive; a store mask is a bool block broadcasting to the value; cp_async copies into a shared block;
   dot is [M,K] x [K,N] + [M,N]; reduce/iota/dim/program_id axes are in range; elementwise operands
   agree in dtype; `for` regions take (iv, carried...) and end in a `yield` of the carried types.
 """
@@ -124,7 +125,7 @@ class _Verifier:
             if not _attr_ok(kind, attrs[key]):
                 self.fail(op, f"attribute {key} = {attrs[key]!r} is not a {kind}")
         for v in op.operands:
-            if isinstance(v.ty, TensorRefType) and op.name not in ("load", "store", "dim"):
+            if isinstance(v.ty, TensorRefType) and op.name not in ("load", "store", "store_masked", "dim"):
                 self.fail(op, "tensor parameters are only read by load, store and dim")
         check = getattr(self, "op_" + op.name, None)
         if check is not None:
@@ -215,6 +216,39 @@ class _Verifier:
         idx = self.k.params.index(op.operands[0]) if op.operands[0] in self.k.params else -1
         if idx >= 0 and self.k.roles[idx] == "in":
             self.fail(op, f"stores into parameter {op.operands[0].hint}, whose role is 'in'")
+
+    def op_store_masked(self, op: Op, a: dict[str, AttrValue]) -> None:
+        t = self._tensor_starts(op, 2)
+        v, m = op.operands[-2].ty, op.operands[-1].ty
+        if not isinstance(v, BlockType):
+            self.fail(op, f"the stored value must be a block, got {v}")
+            return
+        if not isinstance(m, BlockType) or m.dtype != BOOL:
+            self.fail(op, f"the mask must be a bool block, got {m}")
+            return
+        try:
+            if m.rank != v.rank or broadcast_shapes(m.shape, v.shape) != v.shape:
+                raise TileIRError("")
+        except TileIRError:
+            self.fail(op, f"the mask {m} does not broadcast to the value {v}")
+        if t is not None and (v.rank != t.rank or v.dtype != t.dtype):
+            self.fail(op, f"a {v} stored into a {t}: ranks or dtypes differ")
+        idx = self.k.params.index(op.operands[0]) if op.operands[0] in self.k.params else -1
+        if idx >= 0 and self.k.roles[idx] == "in":
+            self.fail(op, f"stores into parameter {op.operands[0].hint}, whose role is 'in'")
+
+    def op_alloc_shared(self, op: Op, a: dict[str, AttrValue]) -> None:
+        self.static_shape(op, a["shape"])  # type: ignore[arg-type]
+        if a["swizzle"] not in ("xor", "none"):
+            self.fail(op, f"swizzle '{a['swizzle']}' is not one of ('xor', 'none')")
+
+    def op_cp_async(self, op: Op, a: dict[str, AttrValue]) -> None:
+        dst, src = (v.ty for v in op.operands)
+        if not isinstance(dst, BlockType) or dst.space != "shared":
+            self.fail(op, f"the destination must be a shared block, got {dst}")
+            return
+        if not isinstance(src, BlockType) or src.shape != dst.shape or src.dtype != dst.dtype:
+            self.fail(op, f"copies a {src} into a {dst}: shapes and dtypes must agree")
 
     def elementwise(self, op: Op) -> None:
         for v in op.operands:
