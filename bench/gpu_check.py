@@ -4,7 +4,8 @@ tests/gpu_cases.py) and row softmax, layernorm and add at 8192 x 8192 f32.
 Every case is compiled through Graph -> Schedule -> Tile -> Target IR -> PTX -> the driver, run once
 on fresh random inputs with every device buffer poisoned (0xFF bytes: NaN / -1) and compared with a
 float64 reference (the reference evaluator in float64 for the examples, NumPy formulas for the big
-kernels): ‖out - ref‖ / ‖ref‖ must stay under the dtype's bound and no output may be NaN. Then the
+kernels): ‖out - ref‖ / ‖ref‖ must stay under the dtype's bound (for the examples: or within 1.5 times
+what the reference evaluator in the same dtypes loses to float64) and no output may be NaN. Then the
 plan's kernels are timed on device-resident buffers with CUDA events: warm-up, then the median of
 REPEATS runs. Where PyTorch is installed, the same big kernels run through it as the peer.
 
@@ -31,10 +32,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))  # gpu_cases: the examples' extents, shared with the tests
 
-import tessera  # noqa: E402
-from tessera.ir.graph.reference import evaluate  # noqa: E402
-from tessera.runtime import cuda  # noqa: E402
-from tessera.runtime.executor import compile_function  # noqa: E402
+import tessera
+from tessera.ir.graph.reference import evaluate
+from tessera.runtime import cuda
+from tessera.runtime.executor import compile_function
 
 WARMUP = 3
 REPEATS = 20
@@ -128,9 +129,12 @@ def check_examples(rng: np.random.Generator, rows: list[Row]) -> None:
             xs = case.inputs(rng)
             got = compiled(*xs)
             refs = evaluate(case.lowered.graph, xs, float64=True)
+            # The bound: the dtype's, or what the reference evaluator's own dtype semantics lose to
+            # float64 (deep bf16 pipelines lose a few percent to the rounding of intermediates).
+            owns = [rel_err(o, r) for o, r in zip(evaluate(case.lowered.graph, xs), refs)]
             errs = [rel_err(g, r) for g, r in zip(got, refs)]
             row.err = max(errs)
-            row.ok = all(e <= TOL.get(g.dtype, 1e-5) for e, g in zip(errs, got))
+            row.ok = all(e <= max(TOL.get(g.dtype, 1e-5), 1.5 * o) for e, o, g in zip(errs, owns, got))
             row.ms = time_plan(compiled, xs)
         except Exception as ex:  # noqa: BLE001 - reported in the table, the run goes on
             row.note = f"{type(ex).__name__}: {str(ex).splitlines()[0][:120] if str(ex) else ''}"

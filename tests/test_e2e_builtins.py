@@ -1226,7 +1226,10 @@ def test_example_jit_functions_match_the_reference(examples: dict[str, tessera.a
                                                    fn: str) -> None:
     e = E2E(examples[file], secrets.randbits(63))
     args = _example_inputs(e, fn)
-    out = e.run(fn, *args, ref_atol=1e-5)
+    # The transformer block rounds to bf16 between its stages: where compiled and reference
+    # intermediates sit on either side of a rounding boundary, the output moves by a bf16 step at
+    # the activations' scale (|x| up to ~4, where a step is 2**-5), so allow two such steps there.
+    out = e.run(fn, *args, ref_atol=2.0**-4 if fn == "transformer_block" else 1e-5)
     for k, o in enumerate(out):
         assert np.isfinite(wide(o)).all(), e.msg(f"{file} {fn} result {k} is finite")
     w = [wide(a) for a in args]  # type: ignore[arg-type]

@@ -387,6 +387,8 @@ class ExpressionTyping:
     def compare(self: FunctionChecker, e: ast.Compare) -> Type:
         types = [self.expr(e.left), *(self.expr(c) for c in e.comparators)]
         operands = [e.left, *e.comparators]
+        if e.ops in (["is"], ["is not"]):
+            return BOOLEAN  # identity (`bias is not None`): a host-level truth value, whatever the operands
         if any(isinstance(t, (TensorType, TileType)) for t in types):
             if len(e.ops) > 1:
                 texts = [self.text(x) for x in operands]

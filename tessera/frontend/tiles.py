@@ -17,7 +17,7 @@ the size of the block it reads:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from tessera.diagnostics import error
 from tessera.frontend import ast, shapes
@@ -349,7 +349,7 @@ def rule_where(ctx: CallCtx) -> Type:
     return out
 
 
-def reduction(kind: str):
+def reduction(kind: str) -> Callable[[CallCtx], Type]:
     def rule(ctx: CallCtx) -> Type:
         x = _tile(ctx, "x")
         if x.rank == 0:
@@ -421,7 +421,7 @@ def rule_mask_causal(ctx: CallCtx) -> Type:
     return s.with_(space="reg")
 
 
-def rule_index(axis: str):
+def rule_index(axis: str) -> Callable[[CallCtx], Type]:
     def rule(ctx: CallCtx) -> Type:
         a = ctx.args["block"]
         size = block_size(ctx, "block", axis, BM if axis == "rows" else BN) if _given(a) else \

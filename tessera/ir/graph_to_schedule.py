@@ -63,7 +63,7 @@ from tessera.ir.schedule.prepare import prepare
 VIEW_OPS = ("reshape", "transpose", "broadcast_to", "slice")
 FREE_SOURCES = ("constant", "fill", "extent")
 COORD_OPS = ("random",)
-NEEDS_BUFFERS = ("matmul", "gather")  # ops whose operands are read from memory, even constant ones
+NEEDS_BUFFERS = ("matmul", "gather", "kernel")  # ops whose operands are read from memory, even constant ones
 
 StatMap = tuple[int | None, ...]  # per dim of a per-row value: the row axis it runs along, or None (size 1)
 
@@ -327,8 +327,8 @@ class _Partitioner:
             self.add(g, op, "full")
         elif name == "concat":
             self.concat(op)
-        elif name == "gather":
-            g = self.new_group("gather", static_shape(op.result.ty))
+        elif name in ("gather", "kernel"):
+            g = self.new_group(name, static_shape(op.result.ty))
             self.add(g, op, "full")
         elif name == "print":
             bufs = [self.materialize(v) for v in op.operands]
@@ -747,11 +747,17 @@ class _Partitioner:
         elif g.copy_src is not None:
             outputs.append((g.copy_src, self.buf[g.copy_src]))
         ins = [(v, self.buf[v]) for v in inputs]
-        builder = {"matmul": self._matmul_call, "gather": self._gather_call}.get(g.kind, self._loop_call)
+        builder = {"matmul": self._matmul_call, "gather": self._gather_call,
+                   "kernel": self._kernel_call}.get(g.kind, self._loop_call)
         space, args, bindings, pattern = builder(g, body, ins, outputs)
         accum = _accum_of(body)
         dtype = max((a.buffer.dtype for a in args), key=lambda d: d.bits, default=None)
-        schedule = heuristics.choose(pattern, space, accum or dtype)
+        if pattern == "kernel":
+            from tessera.ir.kernel_registry import schedule_of
+
+            schedule = schedule_of(next(o for o in body if o.name == "kernel"))
+        else:
+            schedule = heuristics.choose(pattern, space, accum or dtype)
         origin = tuple(dict.fromkeys(self.origin.get(op, op.name) for op in g.ops)) or ("copy",)
         return KernelCall(name, pattern, origin, body, args, bindings, space, schedule, accum)
 
@@ -847,6 +853,21 @@ class _Partitioner:
         space = IterSpace(shape, tuple(range(r)), 0, tuple(tuple(x) for x in b_runs) + (m_run, (r - 1,)), k)
         args, bindings = _dedupe(entries, layouts)
         return space, args, bindings, "matmul"
+
+    def _kernel_call(self, g: _Group, body: list[Op], ins: list[tuple[Value, Buffer]],
+                     outs: list[tuple[Value, Buffer]]) -> tuple[IterSpace, list[KernelArg], list, str]:
+        """A @kernel called from @jit code: its operands in order, then its result, each as its buffer
+        is laid out (the kernel reads any strided view); nothing is fused into it."""
+        op = next(o for o in body if o.name == "kernel")
+        bufs = dict(ins)
+        args = [KernelArg(bufs[v], "in", bufs[v].layout) for v in op.operands]
+        bindings = [(v, i) for i, v in enumerate(op.operands)]
+        for v, b in outs:
+            bindings.append((v, len(args)))
+            args.append(KernelArg(b, "out", b.layout))
+        shape = g.shape
+        space = IterSpace(shape, tuple(range(len(shape))), 0, tuple((i,) for i in range(len(shape))))
+        return space, args, bindings, "kernel"
 
     def _gather_call(self, g: _Group, body: list[Op], ins: list[tuple[Value, Buffer]],
                      outs: list[tuple[Value, Buffer]]) -> tuple[IterSpace, list[KernelArg], list, str]:

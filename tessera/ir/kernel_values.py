@@ -82,6 +82,20 @@ class TileRange:
     prefetch: int | None = None
 
 
+@dataclass(frozen=True)
+class Context:
+    """`tile.context()`: the schedule's block sizes, `T.d` and `T.bh`, and its mapping fields."""
+
+    m: int
+    n: int | None
+    k: int | None
+    d: int
+    bh: int
+    warps: int
+    stages: int
+    vector: int
+
+
 def is_tile(v: object) -> bool:
     return isinstance(v, Value) and isinstance(v.ty, BlockType)
 

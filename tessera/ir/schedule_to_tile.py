@@ -716,11 +716,24 @@ class _Gather(_Base):
         return self.b.build()
 
 
-_LOWERINGS: dict[str, type[_Base]] = {
+class _UserKernel:
+    """A `kernel` call: the @kernel's own Tile IR (tessera/ir/kernel_registry.py)."""
+
+    def __init__(self, call: KernelCall, name: str) -> None:
+        self.call, self.name = call, name
+
+    def build(self) -> Kernel:
+        from tessera.ir.kernel_registry import lower_call
+
+        return lower_call(self.call, self.name)
+
+
+_LOWERINGS: dict[str, type[_Base | _UserKernel]] = {
     "elementwise": _Elementwise,
     "copy": _Elementwise,
     "row_reduction": _Reduction,
     "reduce": _Reduction,
     "matmul": _Matmul,
     "gather": _Gather,
+    "kernel": _UserKernel,
 }

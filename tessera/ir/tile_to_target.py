@@ -29,8 +29,9 @@ Blocks live in local memory (stack arrays) or in registers:
 5. `for` becomes a Target `for`: scalar carried values are loop-carried SSA values, block carried
    values live in stack arrays updated by the yield.
 
-Every target-specific number comes from `TargetInfo` (lanes, registers, math expansions); a GPU
-lowering would share the planning and the op semantics and map chunks onto threads instead.
+Every target-specific number comes from `TargetInfo` (lanes, registers, math expansions); targets
+that run a program per CTA (`program_model == "cta"`) are lowered by tessera/ir/tile_to_target_gpu.py,
+which shares the op semantics (elementwise.py, convert.py, reduction.py) and maps blocks onto threads.
 
 Elementwise op semantics (NumPy's where the contract leaves room) live in
 tessera/ir/target/elementwise.py; reductions here: `max`/`min` propagate NaN, `argmax`/`argmin`

@@ -82,6 +82,9 @@ class KernelFunction:
         self._schedule: KernelSchedule | None = None
         self._cache: dict[KernelKey, _Compiled] = {}
         self.__name__ = fn.name
+        from tessera.ir.kernel_registry import register
+
+        register(checked, fn)  # so that graphs calling it (a bundle's, say) can be lowered
 
     @property
     def name(self) -> str:
@@ -280,8 +283,8 @@ class KernelFunction:
             f"('{check.tensor}' has shape {values.format_value(check.shape)}), in program "
             f"{values.format_value(program)}", check.span,
             labels=[Label(span, "the kernel was called here")] if span != self.fn.name_span else [],
-            notes=["found by TESSERA_DEBUG_BOUNDS=1: an element outside the tensor that is neither masked off nor the "
-                   "padding past the end of a block that starts inside the tensor"])
+            notes=[("found by TESSERA_DEBUG_BOUNDS=1: an element outside the tensor that is neither masked off nor "
+                    "the padding past the end of a block that starts inside the tensor")])
 
 
 class KernelLaunch:

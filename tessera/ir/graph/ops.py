@@ -309,6 +309,15 @@ def _call(ts: Sequence[TensorType], a: dict[str, AttrValue]) -> list[TensorType]
 # A call's effects are its callee's: passes that see one function only treat it as effectful.
 _def("call", -1, (("callee", "func"),), _call, "call", "call a function of the module (make_call)")
 
+
+def _kernel(ts: Sequence[TensorType], a: dict[str, AttrValue]) -> list[TensorType]:
+    return [TensorType(tuple(a["shape"]), a["dtype"])]  # type: ignore[arg-type]
+
+
+# A @kernel called from @jit code (tessera/ir/kernel_registry.py): pure, its result a fresh tensor.
+_def("kernel", -1, (("kernel", "str"), ("static", "str"), ("shape", "dims"), ("dtype", "dtype")), _kernel,
+     "kernel", "a @kernel's result for these operands (its tensors, then its float arguments as f64 scalars)")
+
 ELEMENTWISE = frozenset(n for n, d in OPS.items() if d.category == "elementwise")
 
 # The values a string attribute may take (the verifier checks them; the docs list them).

@@ -543,6 +543,14 @@ def _reduce(ctx: _Ctx, op: Op, xs: list[np.ndarray]) -> list[np.ndarray]:
     return [ctx.store(f(x, axis=axes, keepdims=keep), op.result.ty.dtype)]
 
 
+@_impl("kernel")
+def _kernel(ctx: _Ctx, op: Op, xs: list[np.ndarray]) -> list[np.ndarray]:
+    # A user @kernel has no NumPy version: it runs compiled (tessera/ir/kernel_registry.py).
+    from tessera.ir.kernel_registry import run_op
+
+    return [ctx.store(run_op(op, xs), op.result.ty.dtype)]
+
+
 @_impl("matmul")
 def _matmul(ctx: _Ctx, op: Op, xs: list[np.ndarray]) -> list[np.ndarray]:
     cd = ctx.compute_dtype(op.attr("accum"))  # type: ignore[arg-type]

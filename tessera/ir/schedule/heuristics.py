@@ -64,7 +64,7 @@ def choose(pattern: str, space: IterSpace, dtype: DType | None) -> Schedule:
         rows, k = ext[-2], ext[-1]
         bk = pow2_at_least(k) if k <= SINGLE_PASS_ROW else ROW_CHUNK
         br = min(pow2_at_least(rows), max(1, REDUCTION_BLOCK // bk))
-        warps = min(8, max(1, bk // 256))
+        warps = min(8, max(1, br * bk // 1024))  # ~32 elements per GPU thread: no register spills
         return Schedule(block=(br, bk), vector=min(vec, bk), warps=warps, stages=1)
     if pattern == "matmul":
         m, n = ext[-2], ext[-1]

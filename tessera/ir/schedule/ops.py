@@ -48,6 +48,7 @@ PATTERNS: dict[str, str] = {
     "matmul": "a (batched) matrix product accumulated over K blocks, elementwise epilogue fused",
     "copy": "materialise a view that is no view (reshape of strided data), a concat piece, a result",
     "gather": "rows of a table at integer ids (embedding)",
+    "kernel": "a @kernel called from @jit code, lowered by kernel_to_tile (never fused)",
 }
 
 BUFFER_KINDS = ("param", "result", "temp", "view")

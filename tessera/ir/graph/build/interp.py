@@ -373,7 +373,9 @@ class Builder:
         if sig is None:
             raise self.fail(f"'{f.fn.name}' was not checked", span)
         if sig.kind == "kernel":
-            raise self.unsupported(f"calling the @kernel '{f.fn.name}'", span)
+            from tessera.ir.kernel_registry import build_call
+
+            return build_call(self, self.result, f.fn, f.module, args, kws, span)
         if self.depth >= MAX_INLINE_DEPTH:
             raise self.fail(f"inlining '{f.fn.name}' nests more than {MAX_INLINE_DEPTH} calls deep (recursion?)",
                             span, notes=["compiled code inlines every call; recursion cannot be unrolled"])
