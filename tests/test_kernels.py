@@ -395,7 +395,9 @@ def test_host_code_calls_kernels_and_tessera_run_runs_it(tmp_path: Path) -> None
 
     r = CliRunner().invoke(main, ["run", str(ROOT / "examples" / "flash_attention.tsr")])
     assert r.exit_code == 0, r.output
-    assert "max |error| vs softmax(q k^T) v: True" in r.stdout
+    line = next(ln for ln in r.stdout.splitlines() if ln.startswith("flash attention"))
+    err = float(line.split("softmax(q k^T) v:")[1].split()[0])
+    assert 0.0 <= err < 0.05 and line.endswith(" ok"), line
     assert "row_scale 0.0" in r.stdout
 
 
