@@ -616,6 +616,37 @@ def bad_store(x: KTile["N", "M", f32], y: KTile["N", "M", f32]):
     assert "tile.store of 'y' is out of bounds at index [0, -2]" in ex.value.diagnostic.message
 
 
+SHIFTED = """
+@kernel.schedule(Schedule(block=(8, 8)))
+def shifted(x: KTile["N", "M", f32], *, by: int) -> KTile["N", "M", f32]:
+    T = tile.context()
+    j = tile.program_id(1)
+    return tile.load(x, rows=T.m, cols=(j * T.n + by, T.n))
+
+@jit
+def uses_shifted(x: Tensor["N", "M", f32]) -> Tensor["N", "M", f32]:
+    return shifted(x, by=-3) * 2.0
+"""
+
+
+def test_debug_bounds_covers_kernels_called_from_jit_code(debug_bounds: None) -> None:
+    m = kernel_module(SHIFTED)
+    with pytest.raises(TesseraRuntimeError) as ex:
+        m.uses_shifted(randn(10, 20))
+    d = ex.value.diagnostic
+    assert d.code == "E-BOUNDS"
+    assert d.message.startswith("kernel ") and "tile.load of 'x' is out of bounds at index [0, -3]" in d.message
+    assert (d.span.line, d.span.col) == (6, 12)  # the load in the kernel
+    assert [lb.span.line for lb in d.labels] == [10]  # the call in the @jit function
+
+
+def test_kernels_called_from_jit_code_run_unchecked_without_debug_bounds() -> None:
+    m = kernel_module(SHIFTED)
+    x = randn(10, 20)
+    want = 2.0 * np.concatenate([np.zeros((10, 3), np.float32), x[:, :-3]], axis=1)
+    close(m.uses_shifted(x), want)  # the out-of-bounds columns read as 0
+
+
 def test_without_debug_bounds_out_of_bounds_accesses_are_dropped() -> None:
     m = kernel_module(ROW_SCALE)
     x = randn(100, 70)

@@ -127,6 +127,13 @@ def _record(L: KernelLowering, bad: Value, fields: list[Value]) -> None:
     assert bad.ty.dtype == BOOL  # type: ignore[union-attr]
 
 
+def enabled() -> bool:
+    """Whether kernels are compiled with bounds checks (TESSERA_DEBUG_BOUNDS=1)."""
+    import os
+
+    return os.environ.get("TESSERA_DEBUG_BOUNDS", "").strip() not in ("", "0")
+
+
 def decode(buffer: object, checks: list[BoundsCheck], grid: tuple[int, ...]) -> tuple[BoundsCheck, tuple[int, ...],
                                                                                        tuple[int, ...]] | None:
     """The first reported violation in program order: (check, element index, program coordinates)."""

@@ -241,7 +241,12 @@ def lower_call(call: KernelCall, name: str) -> Kernel:
     op = next(o for o in call.ops if o.name == OP)
     tensors = _tensor_operands(op)
     ref, args = _specialisation(op, [_static_shape(v) for v in tensors], [v.ty.dtype for v in tensors])
-    low = lower_kernel(ref.checked, ref.fn, args, name=name)  # type: ignore[arg-type]
+    from tessera.ir.kernel_bounds import enabled
+
+    low = lower_kernel(ref.checked, ref.fn, args, name=name, debug_bounds=enabled())  # type: ignore[arg-type]
+    if low.checks:
+        call.bounds = low
+        call.debug_param = next(i for i, p in enumerate(low.params) if p.kind == "debug")
     return low.kernel
 
 

@@ -85,10 +85,24 @@ class CompiledFunction:
                 if any(v.size == 0 for v, a in zip(views, step.args) if a.role == "out"):
                     continue  # nothing to write: an empty grid
                 assert step.kernel is not None, "the plan was not lowered to Tile IR"
-                self.launcher.launch(step.kernel, views)
+                if step.bounds is None:
+                    self.launcher.launch(step.kernel, views)
+                else:
+                    self._launch_checked(step, views)
             elif isinstance(step, HostPrint):
                 self._print(step, roots)
         return [roots[b] for b in plan.results]
+
+    def _launch_checked(self, step: KernelCall, views: list[np.ndarray]) -> None:
+        """A user kernel compiled with TESSERA_DEBUG_BOUNDS: pass its debug buffer, then report."""
+        from tessera.runtime.kernels import debug_buffer, report_bounds
+
+        low = step.bounds
+        buf = debug_buffer(low)  # type: ignore[arg-type]
+        assert step.kernel is not None and step.debug_param is not None
+        self.launcher.launch(step.kernel, [*views[:step.debug_param], buf, *views[step.debug_param:]])
+        op = next(o for o in step.ops if o.name == "kernel")
+        report_bounds(low.kernel.name, buf, low, op.span)  # type: ignore[union-attr]
 
     def _print(self, step: HostPrint, roots: dict[Buffer, np.ndarray]) -> None:
         shown = []

@@ -15,7 +15,6 @@ and the program (tessera/ir/kernel_bounds.py).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -48,7 +47,9 @@ if TYPE_CHECKING:
 
 
 def debug_bounds_enabled() -> bool:
-    return os.environ.get("TESSERA_DEBUG_BOUNDS", "").strip() not in ("", "0")
+    from tessera.ir.kernel_bounds import enabled
+
+    return enabled()
 
 
 @dataclass(frozen=True)
@@ -182,7 +183,7 @@ class KernelFunction:
             elif kp.kind == "scalar":
                 launch.append(np.array(scalars[kp.name], dtype=np.float64))
             elif kp.kind == "debug":
-                debug_buf = np.zeros((max(1, int(np.prod(low.grid))), DEBUG_WIDTH), dtype=np.int64)
+                debug_buf = debug_buffer(low)
                 launch.append(debug_buf)
             else:
                 assert low.result is not None
@@ -273,18 +274,28 @@ class KernelFunction:
                                 "passed is read-only", span)
 
     def _report_bounds(self, buf: np.ndarray, low: LoweredKernel, span: Span) -> None:
-        found = decode(buf, low.checks, low.grid)
-        if found is None:
-            return
-        check, index, program = found
-        shown = ", ".join(map(str, index))
-        raise runtime_error(
-            "E-BOUNDS", f"kernel '{self.name}': tile.{check.op} of '{check.tensor}' is out of bounds at index [{shown}] "
-            f"('{check.tensor}' has shape {values.format_value(check.shape)}), in program "
-            f"{values.format_value(program)}", check.span,
-            labels=[Label(span, "the kernel was called here")] if span != self.fn.name_span else [],
-            notes=[("found by TESSERA_DEBUG_BOUNDS=1: an element outside the tensor that is neither masked off nor "
-                    "the padding past the end of a block that starts inside the tensor")])
+        report_bounds(self.name, buf, low, span if span != self.fn.name_span else None)
+
+
+def report_bounds(kernel: str, buf: np.ndarray, low: LoweredKernel, call_span: Span | None) -> None:
+    """Raise E-BOUNDS for the first violation a debug-bounds kernel wrote into `buf`, if any."""
+    found = decode(buf, low.checks, low.grid)
+    if found is None:
+        return
+    check, index, program = found
+    shown = ", ".join(map(str, index))
+    raise runtime_error(
+        "E-BOUNDS", f"kernel '{kernel}': tile.{check.op} of '{check.tensor}' is out of bounds at index [{shown}] "
+        f"('{check.tensor}' has shape {values.format_value(check.shape)}), in program "
+        f"{values.format_value(program)}", check.span,
+        labels=[Label(call_span, "the kernel was called here")] if call_span is not None else [],
+        notes=[("found by TESSERA_DEBUG_BOUNDS=1: an element outside the tensor that is neither masked off nor "
+                "the padding past the end of a block that starts inside the tensor")])
+
+
+def debug_buffer(low: LoweredKernel) -> np.ndarray:
+    """The zeroed buffer a debug-bounds kernel reports into: one row per program."""
+    return np.zeros((max(1, int(np.prod(low.grid))), DEBUG_WIDTH), dtype=np.int64)
 
 
 class KernelLaunch:

@@ -141,6 +141,10 @@ class KernelCall:
     schedule: Schedule
     accum: DType | None = None
     kernel: str | None = None  # the Tile IR kernel's name, after lowering
+    # Under TESSERA_DEBUG_BOUNDS, a user kernel's lowering (a LoweredKernel): its checks decode the
+    # debug buffer the executor passes at `debug_param`.
+    bounds: object | None = None
+    debug_param: int | None = None
 
     @property
     def inputs(self) -> list[tuple[GraphValue, KernelArg]]:
