@@ -6,8 +6,8 @@ Each workload is a `@jit` function of a small program given to `tessera.compile`
 arrays exactly as a user would (argument checks, guards, the specialisation cache, result allocation
 included), next to the NumPy code a user would write. Before timing, each result is compared with
 NumPy's (max |tessera - numpy| / max |numpy|). Timing: one warm-up call each (Tessera's first call
-compiles; it is shown as "1st call"), then `--runs` calls of each, alternating NumPy and Tessera so
-that both see the same background load. The table shows medians, their spread (± half the
+compiles; it is shown as "1st call"), then `--runs` calls of each, in interleaved blocks (see
+`time_pair`: OpenBLAS's spinning threads would otherwise slow whichever side runs next). The table shows medians, their spread (± half the
 interquartile range, in % of the median) and NumPy-time / Tessera-time (above 1.0 Tessera is faster).
 
 The `tessera run` rows time a subprocess running a small program (parse, check, compile, run) with an
@@ -118,16 +118,27 @@ class Timing:
         return (q3 - q1) / 2 / self.median
 
 
-def time_pair(np_fn: Callable[[], object], ts_fn: Callable[[], object], runs: int) -> tuple[Timing, Timing]:
+def time_pair(np_fn: Callable[[], object], ts_fn: Callable[[], object], runs: int,
+              rounds: int = 4) -> tuple[Timing, Timing]:
+    """Time each side in blocks of calls, the blocks interleaved over `rounds` (the side that goes
+    first alternates) so that both see the same background load. Blocks rather than single calls
+    because OpenBLAS's worker threads spin for a while after each call: timed right after a NumPy
+    matmul, Tessera's threads would share the two cores with them (and the other way round). A short
+    pause before each block lets the other side's threads go idle."""
     np_fn()
     ts_fn()
     t_np: list[float] = []
     t_ts: list[float] = []
-    for _ in range(runs):
-        for fn, out in ((np_fn, t_np), (ts_fn, t_ts)):
-            t0 = time.perf_counter()
-            fn()
-            out.append(time.perf_counter() - t0)
+    per_block = max(1, runs // rounds)
+    for r in range(rounds):
+        sides = ((np_fn, t_np), (ts_fn, t_ts))
+        for fn, out in sides if r % 2 == 0 else reversed(sides):
+            time.sleep(0.2)
+            fn()  # a call to wake the side's threads, untimed
+            for _ in range(per_block):
+                t0 = time.perf_counter()
+                fn()
+                out.append(time.perf_counter() - t0)
     return Timing(t_np), Timing(t_ts)
 
 
