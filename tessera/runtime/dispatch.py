@@ -314,6 +314,34 @@ def static_text(v: object) -> str:
 # ---------------------------------------------------------------- the callable
 
 
+def bind_call(name: str, sig: Signature, fn: ast.FunctionDef, args: Sequence[object],
+              kwargs: Mapping[str, object], span: Span,
+              default: Callable[[ast.Expr], object]) -> dict[str, object]:
+    """Python's rules for binding a call's arguments to the parameters of `fn` (a @jit function or a
+    @kernel); `default` evaluates a parameter's default expression."""
+    params = sig.params
+    positional = [p for p in params if not p.kw_only]
+    if len(args) > len(positional):
+        raise runtime_error("E-TYPE", f"'{name}' takes {len(positional)} positional arguments but "
+                            f"{len(args)} were given", span)
+    bound: dict[str, object] = {p.name: a for p, a in zip(positional, args)}
+    names = {p.name for p in params}
+    for k, v in kwargs.items():
+        if k not in names:
+            raise runtime_error("E-NAME", f"'{name}' has no parameter '{k}'", span,
+                                notes=[f"parameters: {', '.join(p.name for p in params) or '(none)'}"])
+        if k in bound:
+            raise runtime_error("E-TYPE", f"'{name}' got several values for '{k}'", span)
+        bound[k] = v
+    for p, node in zip(params, fn.params):
+        if p.name in bound:
+            continue
+        if node.default is None:
+            raise runtime_error("E-TYPE", f"call to '{name}' is missing the argument '{p.name}'", span)
+        bound[p.name] = default(node.default)
+    return bound
+
+
 class JitFunction:
     """A `@jit` function as a Python callable: NumPy arrays for tensor parameters, Python values for
     static ones; returns an array, or a tuple of arrays for a function with several results."""
@@ -345,27 +373,7 @@ class JitFunction:
 
     def bind_arguments(self, args: Sequence[object], kwargs: Mapping[str, object],
                        span: Span) -> dict[str, object]:
-        params = self.sig.params
-        positional = [p for p in params if not p.kw_only]
-        if len(args) > len(positional):
-            raise runtime_error("E-TYPE", f"'{self.name}' takes {len(positional)} positional arguments but "
-                                f"{len(args)} were given", span)
-        bound: dict[str, object] = {p.name: a for p, a in zip(positional, args)}
-        names = {p.name for p in params}
-        for k, v in kwargs.items():
-            if k not in names:
-                raise runtime_error("E-NAME", f"'{self.name}' has no parameter '{k}'", span,
-                                    notes=[f"parameters: {', '.join(p.name for p in params) or '(none)'}"])
-            if k in bound:
-                raise runtime_error("E-TYPE", f"'{self.name}' got several values for '{k}'", span)
-            bound[k] = v
-        for p, node in zip(params, self.fn.params):
-            if p.name in bound:
-                continue
-            if node.default is None:
-                raise runtime_error("E-TYPE", f"call to '{self.name}' is missing the argument '{p.name}'", span)
-            bound[p.name] = self._default(node.default)
-        return bound
+        return bind_call(self.name, self.sig, self.fn, args, kwargs, span, self._default)
 
     def _default(self, e: ast.Expr) -> object:
         if isinstance(e, ast.Constant):

@@ -30,6 +30,7 @@ from tessera.runtime import values
 from tessera.runtime.dispatch import (
     UNAVAILABLE_TARGETS,
     RunConfig,
+    bind_call,
     bind_symbols,
     check_constraints,
     static_text,
@@ -233,34 +234,16 @@ class KernelFunction:
     # -- helpers ---------------------------------------------------------------------------
 
     def _bind(self, args: Sequence[object], kwargs: Mapping[str, object], span: Span) -> dict[str, object]:
-        params = self.sig.params
-        positional = [p for p in params if not p.kw_only]
-        if len(args) > len(positional):
-            raise runtime_error("E-TYPE", f"'{self.name}' takes {len(positional)} positional arguments but "
-                                f"{len(args)} were given", span)
-        bound: dict[str, object] = {p.name: a for p, a in zip(positional, args)}
-        names = {p.name for p in params}
-        for k, v in kwargs.items():
-            if k not in names:
-                raise runtime_error("E-NAME", f"'{self.name}' has no parameter '{k}'", span,
-                                    notes=[f"parameters: {', '.join(p.name for p in params) or '(none)'}"])
-            if k in bound:
-                raise runtime_error("E-TYPE", f"'{self.name}' got several values for '{k}'", span)
-            bound[k] = v
-        for p, node in zip(params, self.fn.params):
-            if p.name in bound:
-                continue
-            if node.default is None:
-                raise runtime_error("E-TYPE", f"call to '{self.name}' is missing the argument '{p.name}'", span)
-            if isinstance(node.default, ast.Constant):
-                bound[p.name] = node.default.value
-            elif self._eval_default is not None:
-                bound[p.name] = self._eval_default(node.default)
-            else:
-                from tessera.ir.kernel_schedule import StaticEvaluator
+        return bind_call(self.name, self.sig, self.fn, args, kwargs, span, self._default)
 
-                bound[p.name] = StaticEvaluator(self.checked).eval(node.default, self.sig.module)
-        return bound
+    def _default(self, e: ast.Expr) -> object:
+        if isinstance(e, ast.Constant):
+            return e.value
+        if self._eval_default is not None:
+            return self._eval_default(e)
+        from tessera.ir.kernel_schedule import StaticEvaluator
+
+        return StaticEvaluator(self.checked).eval(e, self.sig.module)
 
     def _check_written(self, name: str, arr: np.ndarray, given: object, span: Span) -> None:
         p = next(p for p in self.sig.params if p.name == name)
