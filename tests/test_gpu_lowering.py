@@ -301,7 +301,12 @@ def test_examples_match_the_reference(file: str, fn: str, rng: np.random.Generat
         # bf16 results: reductions in another order flip the rounding of a few elements by an ulp.
         assert rel < (2e-3 if bf16 else 1e-5), f"{case.id}: {rel:.2e} from the reference evaluator"
         rel64 = np.linalg.norm(g64 - e) / np.linalg.norm(e)
-        assert rel64 < (5e-2 if bf16 else 1e-5), f"{case.id}: {rel64:.2e} from the float64 reference"
+        # Against float64, bf16 programs (the transformer block rounds between stages) lose what the
+        # reference evaluator itself loses in the same dtypes, which depends on the inputs: bound the
+        # compiled error by that, with room for the reordering above.
+        ref64 = np.linalg.norm(s.astype(np.float64) - e) / np.linalg.norm(e)
+        bound = max(5e-2, 1.5 * ref64 + 2e-3) if bf16 else 1e-5
+        assert rel64 < bound, f"{case.id}: {rel64:.2e} from the float64 reference (the reference: {ref64:.2e})"
 
 
 # ---------------------------------------------------------------- the shape of the Target IR
