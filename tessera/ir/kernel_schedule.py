@@ -65,6 +65,11 @@ class ScheduleSpec:
     def with_swizzle(self, swizzle: str) -> ScheduleSpec:
         return replace(self, swizzle=swizzle)
 
+    def __str__(self) -> str:
+        fields = [f"{k}={getattr(self, k)!r}" for k in ("block", "k", "warps", "stages", "vector", "swizzle")
+                  if getattr(self, k) is not None]
+        return f"Schedule({', '.join(fields)})"
+
     def configured(self, config: Mapping[str, object]) -> ScheduleSpec:
         """This schedule with one autotune configuration applied."""
         s = self

@@ -220,7 +220,7 @@ class HostRuntime:
             return f.call(args, kwargs, span)
         if isinstance(f, (KernelFunction, KernelLaunch)):
             return f.call(args, kwargs, span)
-        if callable(f) and hasattr(f, "__self__") and isinstance(f.__self__, hb.ScheduleValue):
+        if callable(f) and hasattr(f, "__self__") and isinstance(f.__self__, hb.ScheduleSpec):
             return f(*args, **kwargs)
         raise runtime_error("E-TYPE", f"{values.describe(f)} is not callable", span)
 
@@ -501,7 +501,7 @@ class HostRuntime:
             sub = f"{base.name}.{attr}"
             if any(k == sub or k.startswith(sub + ".") for k in self.modules):
                 return NamespaceValue(sub)
-        elif isinstance(base, hb.ScheduleValue) and hasattr(base, attr) and not attr.startswith("_"):
+        elif isinstance(base, hb.ScheduleSpec) and hasattr(base, attr) and not attr.startswith("_"):
             return getattr(base, attr)
         elif isinstance(base, DType) and attr == "name":
             return base.name

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
 
 from tessera.dtypes import BOOL, DTYPES, F32, INT64, DType, default_accum, promote
+from tessera.ir.kernel_schedule import ScheduleSpec
 from tessera.runtime import values
 
 Value = Any
@@ -42,41 +43,6 @@ class PolicyMarker:
     """A numeric policy written as a value (`accum(f32)`): on the host a dtype keeps no policy."""
 
     text: str
-
-
-@dataclass(frozen=True)
-class ScheduleValue:
-    """`Schedule(block=(128, 128), k=32, warps=8, stages=3, ...)` (spec §7), as a host value."""
-
-    block: tuple[int, ...] | None = None
-    k: int | None = None
-    warps: int | None = None
-    stages: int | None = None
-    vector: int | None = None
-    swizzle: str | None = None
-
-    def with_block(self, bm: int, bn: int) -> ScheduleValue:
-        return replace(self, block=(bm, bn))
-
-    def with_k(self, k: int) -> ScheduleValue:
-        return replace(self, k=k)
-
-    def with_warps(self, warps: int) -> ScheduleValue:
-        return replace(self, warps=warps)
-
-    def with_stages(self, stages: int) -> ScheduleValue:
-        return replace(self, stages=stages)
-
-    def with_vector(self, vector: int) -> ScheduleValue:
-        return replace(self, vector=vector)
-
-    def with_swizzle(self, swizzle: str) -> ScheduleValue:
-        return replace(self, swizzle=swizzle)
-
-    def __str__(self) -> str:
-        fields = [f"{k}={getattr(self, k)!r}" for k in ("block", "k", "warps", "stages", "vector", "swizzle")
-                  if getattr(self, k) is not None]
-        return f"Schedule({', '.join(fields)})"
 
 
 class NullContext:
@@ -799,8 +765,8 @@ HOST_BUILTINS["dict"] = lambda a, va, ctx: dict(va)
 @builtin("Schedule")
 def _schedule(a: Args, va: list[Value], ctx: HostCtx) -> Value:
     block = a["block"]
-    return ScheduleValue(tuple(block) if isinstance(block, (tuple, list)) else block, a["k"], a["warps"],
-                         a["stages"], a["vector"], a["swizzle"])
+    return ScheduleSpec(tuple(block) if isinstance(block, (tuple, list)) else block, a["k"], a["warps"],
+                        a["stages"], a["vector"], a["swizzle"])  # type: ignore[arg-type]
 
 
 DTYPE_VALUES: dict[str, DType] = dict(DTYPES)
