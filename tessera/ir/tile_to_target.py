@@ -424,24 +424,7 @@ class _Lowering:
         return self.buf_view(Buf(src.buf.ptr, shape, src.dtype))
 
     def scalar_op(self, op: Op) -> None:
-        b = self.b
-        name = op.name
-        r = op.result
-        if name == "program_id":
-            self.scalars[r.uid] = self.pids[op.attr("axis")]  # type: ignore[index]
-        elif name == "num_programs":
-            self.scalars[r.uid] = self.grid[op.attr("axis")]  # type: ignore[index]
-        elif name == "dim":
-            self.scalars[r.uid] = self.tensors[op.operands[0].uid].extents[op.attr("axis")]  # type: ignore[index]
-        elif name == "const":
-            dt = op.attr("dtype")
-            assert isinstance(dt, DType)
-            self.scalars[r.uid] = b.const(cv.compute_constant(float(op.attr("value")), dt), cv.compute_scalar(dt))  # type: ignore[arg-type]
-        elif name in _FUSIBLE_ELEMENTWISE:
-            args = [self.scalars[v.uid] for v in op.operands]
-            self.scalars[r.uid] = self.ew(op, args)
-        else:
-            raise TargetIRError(f"lowering: scalar tile op '{name}' is not supported")
+        lower_scalar_op(self, op, "")
 
     # -- groups --------------------------------------------------------------------------------
 
@@ -1017,3 +1000,26 @@ def lower_kernels(kernels: Sequence[Kernel], target: TargetInfo) -> Module:
 
 
 __all__ = ["AbiParam", "abi", "lower_kernel", "lower_kernels", "plan_region"]
+
+
+def lower_scalar_op(lw: object, op: Op, lowering: str) -> None:
+    """A scalar tile op (ids, extents, constants, scalar arithmetic): the same on every target.
+    `lw` is a lowering with `b` (the Target IR builder), `scalars`, `pids`, `grid`, `tensors`, `ew`."""
+    b = lw.b  # type: ignore[attr-defined]
+    scalars = lw.scalars  # type: ignore[attr-defined]
+    name = op.name
+    r = op.result
+    if name == "program_id":
+        scalars[r.uid] = lw.pids[op.attr("axis")]  # type: ignore[attr-defined]
+    elif name == "num_programs":
+        scalars[r.uid] = lw.grid[op.attr("axis")]  # type: ignore[attr-defined]
+    elif name == "dim":
+        scalars[r.uid] = lw.tensors[op.operands[0].uid].extents[op.attr("axis")]  # type: ignore[attr-defined]
+    elif name == "const":
+        dt = op.attr("dtype")
+        assert isinstance(dt, DType)
+        scalars[r.uid] = b.const(cv.compute_constant(float(op.attr("value")), dt), cv.compute_scalar(dt))  # type: ignore[arg-type]
+    elif name in _FUSIBLE_ELEMENTWISE:
+        scalars[r.uid] = lw.ew(op, [scalars[v.uid] for v in op.operands])  # type: ignore[attr-defined]
+    else:
+        raise TargetIRError(f"lowering: scalar tile op '{name}' is not supported{lowering}")

@@ -66,7 +66,7 @@ from tessera.ir.target.ops import Value as TValue
 from tessera.ir.tile import ops as tile
 from tessera.ir.tile.ops import BlockType, Kernel, Region, ScalarType, TensorRefType
 from tessera.ir.tile.verify import verify_kernel
-from tessera.ir.tile_to_target import AbiParam, TensorArg, _tensor_name, abi
+from tessera.ir.tile_to_target import AbiParam, TensorArg, _tensor_name, abi, lower_scalar_op
 
 MAX_SHARED_BYTES = 48 * 1024  # static shared memory of one CTA
 MAX_THREADS = 1024
@@ -367,23 +367,7 @@ class _GpuLowering:
     # -- scalars -------------------------------------------------------------------------------
 
     def scalar_op(self, op: Op) -> None:
-        b = self.b
-        name = op.name
-        r = op.result
-        if name == "program_id":
-            self.scalars[r.uid] = self.pids[op.attr("axis")]  # type: ignore[index]
-        elif name == "num_programs":
-            self.scalars[r.uid] = self.grid[op.attr("axis")]  # type: ignore[index]
-        elif name == "dim":
-            self.scalars[r.uid] = self.tensors[op.operands[0].uid].extents[op.attr("axis")]  # type: ignore[index]
-        elif name == "const":
-            dt = op.attr("dtype")
-            assert isinstance(dt, DType)
-            self.scalars[r.uid] = b.const(cv.compute_constant(float(op.attr("value")), dt), cv.compute_scalar(dt))  # type: ignore[arg-type]
-        elif name in _ELEMENTWISE:
-            self.scalars[r.uid] = self.ew(op, [self.scalars[v.uid] for v in op.operands])
-        else:
-            raise TargetIRError(f"lowering: scalar tile op '{name}' is not supported by the GPU lowering")
+        lower_scalar_op(self, op, " by the GPU lowering")
 
     # -- reading blocks in a layout ------------------------------------------------------------
 
