@@ -150,6 +150,13 @@ def _target(option: str | None) -> str:
         if why is not None:
             click.echo(f"error: the cuda target cannot run here: {why}", err=True)
             sys.exit(EXIT_RUNTIME)
+    if target == "hip":
+        from tessera.runtime.hip import available as hip_available
+
+        why = hip_available()
+        if why is not None:
+            click.echo(f"error: the hip target cannot run here: {why}", err=True)
+            sys.exit(EXIT_RUNTIME)
     return target
 
 

@@ -74,6 +74,8 @@ class Interpreter:
         self.shared_arena: int | None = None
         self.shared_size = 0
         self.shared_offsets: list[tuple[Op, int]] = []
+        self.cp_open: list[tuple[np.ndarray, int, np.ndarray, np.ndarray]] = []  # this group's copies
+        self.cp_groups: list[list[tuple[np.ndarray, int, np.ndarray, np.ndarray]]] = []  # committed
         for p, a in zip(fn.params, args):
             if isinstance(p.ty, Pointer):
                 buf, off = a  # type: ignore[misc]
@@ -229,6 +231,128 @@ class Interpreter:
         x = self.v(op.operands[0])
         idx = np.arange(self.N) ^ int(op.attr("mask"))  # type: ignore[arg-type]
         self.env[op.result.uid] = x[idx]
+
+    # -- matrix units and asynchronous copies (tessera/ir/gpu_mma.py) ----------------------------
+
+    def op_ptrcast(self, op: Op, active: np.ndarray) -> None:
+        p = self.v(op.operands[0])
+        self.env[op.result.uid] = Ptr(p.space, p.buf, p.off, Scalar(str(op.attr("elem"))))  # type: ignore[union-attr]
+
+    def _whole(self, op: Op, active: np.ndarray) -> None:
+        if not active.all():
+            raise SimtError(f"{op.name} in divergent code (every thread of the program must take part)")
+
+    def op_cp_async(self, op: Op, active: np.ndarray) -> None:
+        """Read the source now (at most `size` bytes, the rest zero); the shared-memory write happens
+        when a cp_async_wait retires the copy's group, as this thread's write."""
+        dst, src, size = (self.v(x) for x in op.operands)
+        n = int(op.attr("bytes"))  # type: ignore[arg-type]
+        src_mem = self.mems[src.buf]  # type: ignore[union-attr]
+        if ((dst.off[active] % n) != 0).any() or (((src_mem.base + src.off[active]) % n) != 0).any():  # type: ignore[union-attr]
+            raise SimtError(f"cp_async of {n} bytes at an address not aligned to {n}")
+        size = np.where(active, size.astype(np.int64), 0)  # type: ignore[union-attr]
+        if (size > n).any() or (size < 0).any():
+            raise SimtError(f"cp_async source size outside 0..{n}")
+        idx = np.broadcast_to(np.arange(n), (self.N, n))
+        read = idx < size[:, None]
+        data = np.zeros((self.N, n), np.uint8)
+        if read.any():
+            b = src.off[:, None] + idx  # type: ignore[union-attr]
+            used = b[read]
+            if used.min() < 0 or used.max() >= src_mem.data.size:
+                raise SimtError("cp_async reads outside its global buffer")
+            data[read] = src_mem.data[used]
+        didx = dst.off[:, None] + idx  # type: ignore[union-attr]
+        dmem = self.mems[dst.buf]  # type: ignore[union-attr]
+        if didx[active].min() < 0 or didx[active].max() >= dmem.data.size:
+            raise SimtError("cp_async writes outside shared memory")
+        # The copy may land any time from now: bytes another thread read since the last barrier race.
+        readers = dmem.reader[didx[active]]
+        threads = np.nonzero(active)[0][:, None]
+        if ((readers != -1) & (readers != threads)).any():
+            raise SimtError("shared-memory race: cp_async into bytes another thread read since the last barrier")
+        self.cp_open.append((active.copy(), dst.buf, didx, data))  # type: ignore[union-attr]
+
+    def op_cp_async_commit(self, op: Op, active: np.ndarray) -> None:
+        self._whole(op, active)
+        self.cp_groups.append(self.cp_open)
+        self.cp_open = []
+
+    def op_cp_async_wait(self, op: Op, active: np.ndarray) -> None:
+        self._whole(op, active)
+        keep = int(op.attr("pending"))  # type: ignore[arg-type]
+        while len(self.cp_groups) > keep:
+            for mask, buf, idx, data in self.cp_groups.pop(0):
+                mem = self.mems[buf]
+                sel = np.repeat(mask[:, None], idx.shape[1], axis=1)
+                self._check_shared(Ptr("shared", buf, idx[:, 0], Scalar("i8")), mem, idx[:, :, None], sel, True,
+                                   data)
+                mem.data[idx[sel]] = data[sel]
+
+    def op_ldmatrix(self, op: Op, active: np.ndarray) -> None:
+        from tessera.ir.gpu_mma import ldmatrix_source
+
+        self._whole(op, active)
+        p = self.v(op.operands[0])
+        if (p.off % 16).any():  # type: ignore[union-attr]
+            raise SimtError("ldmatrix row address not aligned to 16 bytes")
+        count, trans = int(op.attr("count")), bool(op.attr("trans"))  # type: ignore[arg-type]
+        lane = np.arange(self.N) % 32
+        warp0 = np.arange(self.N) - lane
+        idx = np.empty((self.N, count * 2, 2), np.int64)
+        for r in range(count):
+            for h in range(2):
+                src = np.array([ldmatrix_source(int(x), r, h, trans) for x in range(32)])
+                start = p.off[warp0 + src[lane, 0]] + 2 * src[lane, 1]  # type: ignore[union-attr]
+                idx[:, 2 * r + h] = start[:, None] + np.arange(2)
+        mem = self.mems[p.buf]  # type: ignore[union-attr]
+        if idx.min() < 0 or idx.max() >= mem.data.size:
+            raise SimtError("ldmatrix reads outside shared memory")
+        self._check_shared(p, mem, idx, np.ones((self.N, count * 2), bool), False, None)  # type: ignore[arg-type]
+        halves = mem.data[idx].reshape(self.N, count * 2 * 2).view(np.uint16).reshape(self.N, count, 2)
+        words = halves[:, :, 0].astype(np.uint32) | (halves[:, :, 1].astype(np.uint32) << 16)
+        out = words.view(np.int32)
+        self.env[op.result.uid] = out if count > 1 else out[:, 0]
+
+    def op_mma(self, op: Op, active: np.ndarray) -> None:
+        from tessera.ir.gpu_mma import mma_layout
+
+        self._whole(op, active)
+        lay = mma_layout(str(op.attr("layout")))
+        a, b, c = (self.v(x) for x in op.operands)
+        w = lay.warp
+        W = self.N // w
+
+        def unpack(x: np.ndarray) -> np.ndarray:  # [N, regs] i32 -> [N, regs, 2] f64
+            u = x.view(np.uint32)
+            h = np.stack([u & 0xFFFF, u >> 16], axis=-1).astype(np.uint16)
+            if str(op.attr("ab")) == "bf16":
+                return (h.astype(np.uint32) << 16).view(np.float32).astype(np.float64)
+            return h.view(np.float16).astype(np.float64)
+
+        A = np.zeros((W, lay.m, lay.k))
+        B = np.zeros((W, lay.k, lay.n))
+        C = np.zeros((W, lay.m, lay.n))
+        ua, ub = unpack(a).reshape(W, w, lay.a_regs, 2), unpack(b).reshape(W, w, lay.b_regs, 2)
+        cc = c.reshape(W, w, lay.c_regs).astype(np.float64)  # type: ignore[union-attr]
+        for lane in range(w):
+            for h in range(2):
+                for r in range(lay.a_regs):
+                    i, j = lay.a_elem(lane, r, h)
+                    A[:, i, j] = ua[:, lane, r, h]
+                for r in range(lay.b_regs):
+                    i, j = lay.b_elem(lane, r, h)
+                    B[:, i, j] = ub[:, lane, r, h]
+            for e in range(lay.c_regs):
+                i, j = lay.c_elem(lane, e)
+                C[:, i, j] = cc[:, lane, e]
+        D = A @ B + C
+        out = np.empty((W, w, lay.c_regs), np.float32)
+        for lane in range(w):
+            for e in range(lay.c_regs):
+                i, j = lay.c_elem(lane, e)
+                out[:, lane, e] = D[:, i, j]
+        self.env[op.result.uid] = out.reshape(self.N, lay.c_regs)
 
     def op_for(self, op: Op, active: np.ndarray) -> None:
         lo, hi, st, *inits = (self.v(x) for x in op.operands)

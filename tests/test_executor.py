@@ -182,6 +182,6 @@ def test_empty_extents_launch_nothing():
     assert y.shape == (0, 5)
 
 
-def test_only_the_cpu_and_cuda_targets_compile_here():
-    with pytest.raises(ValueError, match="cpu or cuda"):
-        compile_function(_mlp(), target="hip")
+def test_only_the_cpu_and_gpu_targets_compile_here():
+    with pytest.raises(ValueError, match="cpu, cuda or hip"):
+        compile_function(_mlp(), target="tpu")

@@ -8,12 +8,15 @@ shared-memory exchange of a reduction."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import ml_dtypes
 import numpy as np
 import pytest
 from filecheck_util import filecheck
 from gpu_cases import example_case, example_names
 from gpu_interpreter import SimtError, run_kernel
+from kernel_cases import STDLIB, KernelCase, example_cases, kernel_of, launch_arrays, modules, stdlib_cases
 from tile_kernels import (
     argmax_rows,
     batched_scale_transpose,
@@ -38,6 +41,7 @@ from tessera.ir.target.verify import verify_function
 from tessera.ir.tile.builder import TileBuilder, cdiv
 from tessera.ir.tile.ops import Kernel, Schedule
 from tessera.ir.tile_to_target import lower_kernel
+from tessera.ir.tile_to_target_gpu import GpuScheduleLimit
 from tessera.runtime.cpu import CpuRuntime
 from tessera.runtime.executor import CompiledFunction
 
@@ -309,6 +313,41 @@ def test_examples_match_the_reference(file: str, fn: str, rng: np.random.Generat
         assert rel64 < bound, f"{case.id}: {rel64:.2e} from the float64 reference (the reference: {ref64:.2e})"
 
 
+# ---------------------------------------------------------------- the stdlib's and the examples' @kernels
+
+
+@pytest.fixture(scope="module")
+def kernel_modules() -> dict[str, object]:
+    return modules("cpu")
+
+
+def interpret(case: KernelCase, mods: dict[str, object]) -> None:
+    """The case's Tile IR lowered for the GPU and run in the interpreter (result poisoned), vs NumPy."""
+    fn = kernel_of(case, mods)  # type: ignore[arg-type]
+    args = case.inputs()
+    low = fn.lowered(*args, grid=case.grid, **case.kwargs)  # type: ignore[attr-defined]
+    arrays, checked = launch_arrays(case, fn, low, args)
+    run_kernel(gpu(low.kernel), low.kernel, arrays)
+    case.check([arrays[i] for i in checked])
+
+
+@pytest.mark.parametrize("name", STDLIB)
+def test_stdlib_kernel_through_the_gpu_lowering(kernel_modules: dict[str, object], rng: np.random.Generator,
+                                                name: str) -> None:
+    # Its own schedule and two others, f32 and bf16, every shape of tests/kernel_cases.py (ragged ones,
+    # one-element ones); matmul through its epilogue chains, attention causal and not.
+    cases = [c for c in stdlib_cases(rng) if c.kernel == name]
+    assert len(cases) >= 12
+    for case in cases:
+        interpret(case, kernel_modules)
+
+
+def test_example_kernels_through_the_gpu_lowering(kernel_modules: dict[str, object],
+                                                  rng: np.random.Generator) -> None:
+    for case in example_cases(rng):
+        interpret(case, kernel_modules)
+
+
 # ---------------------------------------------------------------- the shape of the Target IR
 
 
@@ -381,12 +420,42 @@ def test_the_interpreter_finds_a_missing_barrier(rng: np.random.Generator) -> No
         run_kernel(f, k, [x, w, np.zeros(50, np.float32), np.empty((45, 50), np.float32)])
 
 
+def _with_warps(k: Kernel, warps: int) -> Kernel:
+    k.schedule = dataclasses.replace(k.schedule, warps=warps)
+    return k
+
+
+@pytest.mark.parametrize("warps", [3, 5, 6, 12])
+def test_warp_counts_that_are_not_powers_of_two(cpu: CpuRuntime, rng: np.random.Generator, warps: int) -> None:
+    # Rows are shared by a power-of-two number of threads dividing the CTA (3 warps: groups of 32, 6:
+    # of 64, a row's reduction then spanning two warps), the rest take rows in turn.
+    x = rng.standard_normal((23, 200)).astype(np.float32)
+    agree(_with_warps(softmax_rows(256, False, name=f"sm_w{warps}"), warps), [x, np.empty_like(x)], [1], cpu)
+    x = rng.standard_normal((3, 1000)).astype(np.float32)
+    agree(_with_warps(softmax_rows(1024, True, name=f"smo_w{warps}"), warps), [x, np.empty_like(x)], [1], cpu)
+    a, b = rng.standard_normal((45, 70)).astype(np.float32), rng.standard_normal((70, 50)).astype(np.float32)
+    agree(_with_warps(matmul_epilogue((32, 32), 16, name=f"mm_w{warps}"), warps),
+          [a, b, rng.standard_normal(50).astype(np.float32), np.empty((45, 50), np.float32)], [3], cpu, rtol=1e-5,
+          atol=1e-5)
+    x = rng.standard_normal((7, 100)).astype(np.float32)
+    agree(_with_warps(layernorm_rows(128, rows=3, name=f"ln_w{warps}"), warps),
+          [x, rng.standard_normal(100).astype(np.float32), rng.standard_normal(100).astype(np.float32),
+           np.empty_like(x)], [3], cpu, rtol=1e-5)
+    xs = rng.standard_normal((30, 21)).astype(np.float32)
+    agree(_with_warps(column_reduce("sum", (8, 16), name=f"cs_w{warps}"), warps), [xs, np.empty((1, 21), np.float32)],
+          [1], cpu, rtol=1e-5)
+
+
 def test_unsupported_kernels_are_clear_errors() -> None:
-    k = softmax_rows(256, False, name="sm3")
-    k.schedule = Schedule(block=(1, 256), warps=3)
-    with pytest.raises(GpuUnsupported, match="3 warps per program"):
+    k = softmax_rows(256, False, name="sm33")
+    k.schedule = Schedule(block=(1, 256), warps=33)
+    with pytest.raises(GpuScheduleLimit, match="33 warps per program; the GPU lowering takes 1 to 32"):
         lower_kernel(k, INFO)
-    big = matmul_epilogue((128, 128), 128, name="mm_big")
-    with pytest.raises(GpuUnsupported, match="shared memory"):
+    big = matmul_epilogue((256, 256), 256, name="mm_big")  # two 256 KiB operand blocks
+    with pytest.raises(GpuScheduleLimit, match="shared memory"):
         lower_kernel(big, INFO)
+    wide = softmax_rows(32768, False, name="sm_wide")
+    wide.schedule = Schedule(block=(1, 32768), warps=1)
+    with pytest.raises(GpuScheduleLimit, match="puts 1024 elements in each of 32 threads"):
+        lower_kernel(wide, INFO)
     assert issubclass(GpuUnsupported, NotImplementedError)

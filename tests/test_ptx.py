@@ -1,19 +1,25 @@
-"""The PTX emitter: every kernel of every example's @jit functions (extents from tests/gpu_cases.py)
+"""The PTX emitter: every kernel of every example's @jit functions (extents from tests/gpu_cases.py), the
+examples' @kernels, every stdlib kernel under several schedules in f32 and bf16 (tests/kernel_cases.py)
 and the hand-built tile kernels emit PTX that NVIDIA's assembler accepts for sm_80 and sm_90a (these
-tests skip when `ptxas` is not on the PATH), with the ISA version each target needs; FileCheck
+tests skip when `ptxas` is not on the PATH; the kernels go to ptxas in one module per architecture, the
+two assembled concurrently), with the ISA version each target needs; FileCheck
 patterns pin what the code should look like (16-byte vector accesses, warp shuffles, barriers, IEEE
 rounding modes, FMA loops); unsupported operations are clear errors."""
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import shutil
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 from filecheck_util import filecheck
 from gpu_cases import ROOT, example_case, example_names
+from kernel_cases import STDLIB, example_cases, kernel_of, modules, stdlib_cases
 from tile_kernels import (
     argmax_rows,
     batched_scale_transpose,
@@ -66,21 +72,69 @@ def tile_kernels() -> list[Kernel]:
         binary("pow", INT32, name="pow_i32"), binary("maximum", F64, name="max_f64"),
         cast_kernel(F32, DTYPES["fp8_e4m3"]), cast_kernel(DTYPES["fp8_e5m2"], F32), cast_kernel(F32, int8),
         cast_kernel(BOOL, F16), cast_kernel(F64, F32, "toward_zero"),
+        _with_warps(softmax_rows(1024, True, name="softmax_w6"), 6),  # not a power of two: 192 threads
+        _with_warps(matmul_epilogue((32, 32), 16, name="matmul_w3"), 3),
     ]
+
+
+def _with_warps(k: Kernel, warps: int) -> Kernel:
+    k.schedule = dataclasses.replace(k.schedule, warps=warps)
+    return k
 
 
 # ---------------------------------------------------------------- assembling
 
 
+def assemble_batch(kernels: list[Kernel], tmp_path: Path) -> dict[str, str]:
+    """One module of `kernels` per architecture, assembled by concurrent ptxas runs (two cores: one each);
+    arch -> ptxas's report, in which every kernel must have been compiled."""
+    procs = {}
+    for arch in ARCH_LIST:
+        src = tmp_path / f"batch_{arch}.ptx"
+        src.write_text(emit_kernels_ptx(kernels, arch))
+        procs[arch] = subprocess.Popen([PTXAS, f"-arch={arch}", "-v", str(src), "-o",  # type: ignore[list-item]
+                                        str(tmp_path / f"batch_{arch}.cubin")], stderr=subprocess.PIPE, text=True)
+    reports = {}
+    for arch, proc in procs.items():
+        _, err = proc.communicate(timeout=600)
+        assert proc.returncode == 0, f"ptxas -arch={arch} failed:\n{err}"
+        missing = [k.name for k in kernels if f"Compiling entry function '{k.name}'" not in err]
+        assert not missing, f"ptxas -arch={arch} compiled no entry for {missing}"
+        reports[arch] = err
+    return reports
+
+
+def _renamed(kernels: list[Kernel], tag: str) -> list[Kernel]:
+    """Copies named `<tag><i>_<name>`, so that kernels of several programs share one module."""
+    out = []
+    for k in kernels:
+        c = copy.copy(k)
+        c.name = f"{tag}{len(out)}_{k.name}"
+        out.append(c)
+    return out
+
+
 @needs_ptxas
-@pytest.mark.parametrize("arch", ARCH_LIST)
-@pytest.mark.parametrize(("file", "fn"), example_names())
-def test_every_example_kernel_assembles(file: str, fn: str, arch: str, tmp_path: Path) -> None:
-    case = example_case(file, fn)
-    ptx = emit_kernels_ptx(case.lowered.kernels, arch)
-    report = assemble(ptx, arch, tmp_path)
-    assert report.count("Compiling entry function") == len(case.lowered.kernels)
-    assert "spill" in report
+def test_every_example_function_assembles(tmp_path: Path) -> None:
+    # Every kernel of every example's @jit functions, and the examples' @kernels.
+    kernels = [k for file, fn in example_names() for k in example_case(file, fn).lowered.kernels]
+    mods = modules("cpu")
+    for case in example_cases(np.random.default_rng()):
+        fn = kernel_of(case, mods)
+        kernels.append(fn.lowered(*case.inputs(), grid=case.grid, **case.kwargs).kernel)  # type: ignore[attr-defined]
+    assemble_batch(_renamed(kernels, "ex"), tmp_path)
+
+
+@needs_ptxas
+def test_every_stdlib_kernel_assembles_under_several_schedules(tmp_path: Path) -> None:
+    # Each kernel x its own schedule and two others x f32 and bf16 inputs (a ragged shape each).
+    mods = modules("cpu")
+    kernels = []
+    for case in stdlib_cases(np.random.default_rng(), shapes=1):
+        fn = kernel_of(case, mods)
+        kernels.append(fn.lowered(*case.inputs(), grid=case.grid, **case.kwargs).kernel)  # type: ignore[attr-defined]
+    assert {k.name for k in kernels} == {f"kernel_{n}" for n in STDLIB}
+    assemble_batch(_renamed(kernels, "std"), tmp_path)
 
 
 @needs_ptxas
@@ -162,7 +216,7 @@ def test_bf16_blocks_move_as_packed_words() -> None:
 
 def test_dot_is_an_fma_loop_over_shared_tiles() -> None:
     filecheck(_ptx(matmul_epilogue((32, 32), 16, name="mm")), """
-        CHECK: $L_for0:
+        CHECK: $L_for[[O:[0-9]+]]:
         CHECK: setp.ge.s64
         CHECK: st.shared.v4.f32
         CHECK: bar.sync 0;
@@ -172,21 +226,41 @@ def test_dot_is_an_fma_loop_over_shared_tiles() -> None:
         CHECK: fma.rn.f32
         CHECK: bra $L_for[[K]];
         CHECK: $L_for[[K]]_end:
-        CHECK: bra $L_for0;
+        CHECK: bra $L_for[[O]];
     """)
 
 
 def test_unsupported_math_is_a_clear_error() -> None:
-    for op in ("sin", "cos"):
-        with pytest.raises(GpuUnsupported, match=f"{op} on f32 has no accurate PTX instruction"):
-            _ptx(unary(op, name=op))
+    # f32 sin/cos/pow/fmod and the f64 transcendentals are expanded (tests/test_gpu_math.py); an f64
+    # remainder is not yet.
     with pytest.raises(GpuUnsupported, match="float remainder"):
-        _ptx(binary("mod", F32, name="fmod"))
+        _ptx(binary("mod", F64, name="fmod"))
     with pytest.raises(TargetIRError, match="not a GPU kernel"):
         from tessera.codegen.ptx import emit_function
         from tessera.runtime.cpu_features import cpu_target_info
 
         emit_function(lower_kernel(unary("exp"), cpu_target_info()))
+
+
+def test_tessera_lower_prints_the_ptx_of_a_kernel(tmp_path: Path) -> None:
+    src = tmp_path / "k.tsr"
+    src.write_text("""
+@kernel.schedule(Schedule(block=(4, 64), warps=4))
+def twice(x: KTile["N", "M", f32]) -> KTile["N", "M", f32]:
+    T = tile.context()
+    return tile.load(x, rows=T.m, cols=T.n) * 2.0
+""")
+    r = CliRunner().invoke(main, ["lower", str(src), "--fn", "twice", "--stage", "ptx", "--dim", "N=5", "--dim", "M=70"])
+    assert r.exit_code == 0, r.stderr
+    filecheck(r.stdout, """
+        CHECK: .target sm_90a
+        CHECK: .visible .entry kernel_twice(
+        CHECK: .reqntid 128, 1, 1
+        CHECK: mul.rn.f32
+        CHECK: st.global.v4.f32
+    """)
+    if PTXAS is not None:
+        assemble(r.stdout, "sm_90a", tmp_path)
 
 
 def test_tessera_lower_prints_ptx(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,4 +1,4 @@
-"""Vectorised f32 math as Target IR op sequences.
+"""Vectorised f32 math as Target IR op sequences (f64, and f32 sin/cos/pow/fmod: mathlib64.py).
 
 LLVM turns `llvm.exp.v16f32` and friends into sixteen scalar libm calls on x86, far too slow for a
 softmax or a gelu, so targets that list a function in `TargetInfo.expand_math` get these expansions
@@ -28,8 +28,9 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+from tessera.codegen import mathlib64 as m64
 from tessera.ir.target.builder import Builder
-from tessera.ir.target.ops import F32, I32, TargetIRError, Value, elem_of, with_elem
+from tessera.ir.target.ops import F32, F64, I32, TargetIRError, Value, elem_of, with_elem
 
 # tanh(x) = x + x^3 Q(x^2), |x| < 0.625
 TANH_Q = (-0.3333333316417312, 0.1333330272916927, -0.05395909970199091, 0.021767807275298822,
@@ -97,8 +98,13 @@ class MathLib:
         return r
 
     def _native(self, name: str, x: Value) -> bool:
-        """True when the target's own math op should be used for `name` on x."""
-        return elem_of(x.ty) != F32 or name not in self.expand
+        """True when the target's own math op should be used for `name` on x: `expand` names the
+        f32 functions to expand as `name` and the f64 ones as `f64:name`."""
+        kind = elem_of(x.ty).kind
+        return (name if kind == "f32" else f"{kind}:{name}") not in self.expand
+
+    def _f64(self, x: Value) -> bool:
+        return elem_of(x.ty) == F64
 
     # -- exp / log -----------------------------------------------------------------------------
 
@@ -108,6 +114,8 @@ class MathLib:
         if self._native("exp", x):
             r = self.b.op("exp", x)
             return self.mul(r, self.c(2.0 ** scale_log2, x)) if scale_log2 else r
+        if self._f64(x):
+            return m64.exp(self, x, scale_log2)
         b = self.b
         # Clamp so 2^n stays in [2^-150, 2^128]; NaN fails both compares and passes through.
         xc = self.sel(self.cmp("ogt", x, self.c(89.0, x)), self.c(89.0, x), x)
@@ -138,6 +146,8 @@ class MathLib:
     def log(self, x: Value) -> Value:
         if self._native("log", x):
             return self.b.op("log", x)
+        if self._f64(x):
+            return m64.log(self, x)
         b = self.b
         ity = with_elem(x.ty, I32)
         tiny = self.cmp("olt", x, self.c(1.1754943508222875e-38, x))  # subnormal (or <= 0)
@@ -168,11 +178,38 @@ class MathLib:
         r = self.sel(self.cmp("oeq", u, self.c(1.0, x)), x, corrected)
         return self.sel(self.cmp("oeq", x, self.c(math.inf, x)), x, r)
 
+    # -- sin / cos / pow / fmod (tessera/codegen/mathlib64.py) ----------------------------------
+
+    def sin(self, x: Value) -> Value:
+        return self._trig("sin", x)
+
+    def cos(self, x: Value) -> Value:
+        return self._trig("cos", x)
+
+    def _trig(self, name: str, x: Value) -> Value:
+        if self._native(name, x):
+            return self.b.op(name, x)
+        return m64.sin_cos(self, x, name) if self._f64(x) else m64.widened(self, name, x)
+
+    def pow(self, x: Value, y: Value) -> Value:
+        if self._native("pow", x):
+            return self.b.op("pow", x, y)
+        return m64.pow(self, x, y) if self._f64(x) else m64.widened(self, "pow", x, y)
+
+    def fmod(self, x: Value, y: Value) -> Value:
+        """C's fmod (the `rem` op), exact; expanded for f32 when the target lists `rem` (there is
+        no f64 expansion: a target without an f64 remainder says so when it prints the op)."""
+        if self._native("rem", x):
+            return self.b.op("rem", x, y)
+        return m64.fmod32(self, x, y)
+
     # -- tanh / sigmoid ------------------------------------------------------------------------
 
     def tanh(self, x: Value) -> Value:
         if self._native("tanh", x):
             return self.b.op("tanh", x)
+        if self._f64(x):
+            return m64.tanh(self, x)
         a = self.abs(x)
         z = self.mul(x, x)
         small = self.fma(self.mul(x, z), self.horner(TANH_Q, z), x)
@@ -227,6 +264,8 @@ class MathLib:
     def erf(self, x: Value) -> Value:
         if self._native("erf", x):
             return self.b.op("erf", x)
+        if self._f64(x):
+            return m64.erf(self, x)
         a = self.abs(x)
         hi, lo = self._square_split(x, 1.0)
         tail = self.sub(self.c(1.0, x), self._erfc_tail(a, hi, lo))
@@ -236,6 +275,8 @@ class MathLib:
     def erfc(self, x: Value) -> Value:
         if self._native("erf", x):
             return self.sub(self.c(1.0, x), self.b.op("erf", x))
+        if self._f64(x):
+            return m64.erfc(self, x)
         a = self.abs(x)
         hi, lo = self._square_split(x, 1.0)
         return self._erfc_signed(x, a, hi, lo)
@@ -264,5 +305,8 @@ class MathLib:
         # erfc(-x/sqrt2) with (x/sqrt2)^2 = x^2 / 2 split exactly.
         u = self.b.op("neg", self.mul(x, self.c(INV_SQRT2, x)))
         hi, lo = self._square_split(x, 0.5)
-        cdf2 = self._erfc_signed(u, self.abs(u), hi, lo)
+        if self._f64(x):
+            cdf2 = m64.erfc(self, u, (hi, lo))
+        else:
+            cdf2 = self._erfc_signed(u, self.abs(u), hi, lo)
         return self._neg_inf_to_zero(x, self.mul(self.mul(half, x), cdf2))

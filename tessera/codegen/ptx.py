@@ -37,6 +37,7 @@ import struct
 from collections import defaultdict
 from dataclasses import dataclass
 
+from tessera.codegen import ptx_bf16
 from tessera.ir.gpu_layout import GpuUnsupported
 from tessera.ir.target.info import TargetInfo
 from tessera.ir.target.ops import (
@@ -58,16 +59,21 @@ class ArchInfo:
     name: str  # the .target, e.g. "sm_90a"
     ptx_version: str  # the .version: the lowest PTX ISA that has this target
     compute_capability: tuple[int, int]
+    max_shared_bytes: int  # shared memory one CTA may opt in to (dynamic beyond STATIC_SHARED_BYTES)
 
 
 ARCHS: dict[str, ArchInfo] = {
-    "sm_80": ArchInfo("sm_80", "7.8", (8, 0)),
-    "sm_90a": ArchInfo("sm_90a", "8.0", (9, 0)),
+    "sm_80": ArchInfo("sm_80", "7.8", (8, 0), 163 * 1024),  # the A100's opt-in limit
+    "sm_90a": ArchInfo("sm_90a", "8.0", (9, 0), 227 * 1024),
 }
+STATIC_SHARED_BYTES = 48 * 1024  # more is dynamic shared memory: the module's extern array, opted in at load
+DYNAMIC_SMEM = "__tessera_dsmem"
 DEFAULT_ARCH = "sm_90a"
 
-# f32 math the GPU has no correctly rounded instruction for: expanded by tessera/codegen/mathlib.py.
-GPU_EXPANDED_MATH = frozenset({"exp", "log", "tanh", "erf"})
+# Math the GPU has no correctly rounded instruction for, expanded by tessera/codegen/mathlib.py and
+# mathlib64.py: f32 functions by name (`rem` is fmod, under float floordiv/mod), f64 ones as "f64:NAME".
+GPU_EXPANDED_MATH = frozenset({"exp", "log", "tanh", "erf", "sin", "cos", "pow", "rem",
+                               *(f"f64:{f}" for f in ("exp", "log", "tanh", "erf", "sin", "cos", "pow"))})
 
 
 def cuda_target_info(arch: str = DEFAULT_ARCH) -> TargetInfo:
@@ -76,7 +82,7 @@ def cuda_target_info(arch: str = DEFAULT_ARCH) -> TargetInfo:
         raise TargetIRError(f"unknown CUDA architecture '{arch}' (known: {', '.join(ARCHS)})")
     return TargetInfo(name="cuda", triple="nvptx64-nvidia-cuda", cpu=arch, features="", vector_bits=128,
                       vector_registers=0, program_model="cta", expand_math=GPU_EXPANDED_MATH, has_fma=True,
-                      max_local_bytes=0)
+                      max_local_bytes=0, mma="nv_m16n8k16", max_shared_bytes=ARCHS[arch].max_shared_bytes)
 
 
 def arch_for_capability(major: int, minor: int) -> str:
@@ -142,6 +148,7 @@ class _Emitter:
         self.shared_size = 0
         self.locals: list[tuple[str, int]] = []
         self.smem_base: str | None = None
+        self.defs = ptx_bf16.definitions(f)  # for the bf16 rounding peephole (ptx_bf16)
 
     # -- registers -----------------------------------------------------------------------------
 
@@ -192,6 +199,7 @@ class _Emitter:
     def run(self) -> str:
         f = self.f
         self._layout_shared(f.body)
+        self.dynamic_shared = self.shared_size > STATIC_SHARED_BYTES
         params = []
         for p in f.params:
             pname = f"{_sanitize(f.name)}_{_sanitize(p.hint or f'arg{p.uid}')}"
@@ -214,9 +222,10 @@ class _Emitter:
                 self.vals[p.uid] = [reg]
         if self.shared_size:
             self.smem_base = self.reg("i32")
-            self.emit(f"mov.u32 {self.smem_base}, __smem;")
+            self.emit(f"mov.u32 {self.smem_base}, {DYNAMIC_SMEM if self.dynamic_shared else '__smem'};")
         self.region(f.body)
         head = [f"// {f.doc}" if f.doc else f"// kernel {f.name}",
+                *([f"// dynamic shared memory: {self.shared_size} bytes"] if self.dynamic_shared else []),
                 f".visible .entry {f.name}(", ",\n".join(f"    {p}" for p in params), ")",
                 f".reqntid {f.threads}, 1, 1", "{"]
         decls = []
@@ -224,7 +233,7 @@ class _Emitter:
             if self.counts[prefix]:
                 decls.append(f"    .reg .{cls} {prefix}<{self.counts[prefix] + 1}>;")
         decls += [f"    .reg .{cls} {name};" for cls, name in self.named]
-        if self.shared_size:
+        if self.shared_size and not self.dynamic_shared:
             decls.append(f"    .shared .align 16 .b8 __smem[{self.shared_size}];")
         decls += [f"    .local .align 16 .b8 {name}[{size}];" for name, size in self.locals]
         return "\n".join([*head, *decls, "", *self.lines, "}"]) + "\n"
@@ -512,6 +521,13 @@ class _Emitter:
         self.set(op, out)
 
     def op_cast(self, op: Op) -> None:
+        x = ptx_bf16.match(op, self.defs)
+        if x is not None:  # convert._bf16_encode's integer rounding: one cvt per lane (sm_80+)
+            out = [self.reg("i16") for _ in range(self._lanes(op))]
+            for i, d in enumerate(out):
+                self.emit(f"cvt.rn.bf16.f32 {d}, {self._lane(x, i)};")
+            self.set(op, out)
+            return
         kind = str(op.attr("kind"))
         src = elem_of(op.operands[0].ty).kind
         dst = str(op.attr("to"))
@@ -893,6 +909,55 @@ class _Emitter:
             self.emit(f"cvt.u16.u32 {d}, {t2};")
         self.set(op, [d])
 
+    # -- matrix units and asynchronous copies (tessera/ir/gpu_mma.py) --------------------------
+
+    def op_ptrcast(self, op: Op) -> None:
+        self.set(op, self.r(op.operands[0]))
+
+    def op_cp_async(self, op: Op) -> None:
+        dst, src, size = (self.r(v)[0] for v in op.operands)
+        n = int(op.attr("bytes"))  # type: ignore[arg-type]
+        cache = "cg" if n == 16 else "ca"  # .cg (L2 only) takes 16-byte copies alone
+        self.emit(f"cp.async.{cache}.shared.global [{dst}], [{src}], {n}, {size};")
+
+    def op_cp_async_commit(self, op: Op) -> None:
+        self.emit("cp.async.commit_group;")
+
+    def op_cp_async_wait(self, op: Op) -> None:
+        self.emit(f"cp.async.wait_group {int(op.attr('pending'))};")  # type: ignore[arg-type]
+
+    def op_ldmatrix(self, op: Op) -> None:
+        n = int(op.attr("count"))  # type: ignore[arg-type]
+        regs = [self.reg("i32") for _ in range(n)]
+        trans = ".trans" if op.attr("trans") else ""
+        self.emit(f"ldmatrix.sync.aligned.m8n8.x{n}{trans}.shared.b16 {{{', '.join(regs)}}}, "
+                  f"[{self.r(op.operands[0])[0]}];")
+        self.set(op, regs)
+
+    def op_mma(self, op: Op) -> None:
+        from tessera.ir.gpu_mma import mma_layout
+
+        lay = mma_layout(str(op.attr("layout")))
+        if not lay.name.startswith("nv_"):
+            raise TargetIRError(f"PTX emitter: mma layout {lay.name} is not an NVIDIA matrix unit")
+        ab = str(op.attr("ab"))
+        a, b, c = (self.r(v) for v in op.operands)
+        d = [self.reg("f32") for _ in range(lay.c_regs)]
+
+        def group(rs: list[str]) -> str:
+            return "{" + ", ".join(rs) + "}"
+
+        self.emit(f"mma.sync.aligned.m{lay.m}n{lay.n}k{lay.k}.row.col.f32.{ab}.{ab}.f32 "
+                  f"{group(d)}, {group(a)}, {group(b)}, {group(c)};")
+        self.set(op, d)
+
+
+def dynamic_shared_bytes(ptx: str) -> dict[str, int]:
+    """Kernel name -> bytes of dynamic shared memory, for the kernels of a module that use it (the
+    runtime opts each in at load and passes the size at launch)."""
+    return {m.group(2): int(m.group(1)) for m in
+            re.finditer(r"// dynamic shared memory: (\d+) bytes\n\.visible \.entry (\w+)\(", ptx)}
+
 
 def emit_function(f: Function) -> str:
     """One kernel's `.entry` (without the module header)."""
@@ -906,8 +971,11 @@ def emit_ptx(module: Module, arch: str = DEFAULT_ARCH) -> str:
     info = ARCHS[arch]
     head = ["//", "// Generated by Tessera (tessera/codegen/ptx.py)", "//",
             f".version {info.ptx_version}", f".target {info.name}", ".address_size 64", ""]
-    return "\n".join(head) + "\n" + "\n".join(emit_function(f) for f in module.functions)
+    entries = [emit_function(f) for f in module.functions]
+    if any(DYNAMIC_SMEM in e for e in entries):
+        head.append(f".extern .shared .align 16 .b8 {DYNAMIC_SMEM}[];\n")
+    return "\n".join(head) + "\n" + "\n".join(entries)
 
 
-__all__ = ["ARCHS", "DEFAULT_ARCH", "GPU_EXPANDED_MATH", "ArchInfo", "arch_for_capability", "cuda_target_info",
-           "emit_function", "emit_ptx"]
+__all__ = ["ARCHS", "DEFAULT_ARCH", "GPU_EXPANDED_MATH", "STATIC_SHARED_BYTES", "ArchInfo", "arch_for_capability",
+           "cuda_target_info", "dynamic_shared_bytes", "emit_function", "emit_ptx"]

@@ -11,7 +11,7 @@ of the kernel's narrowest tensor element). `tc` consecutive threads share a row,
     slot (i, j) -> row rl + i * tr, columns (cl + j * tc) * vec ... + vec - 1
 
 A row is reduced by combining a thread's slots, then the tc threads of the row with warp shuffles
-(butterfly, inside a warp when tc <= 32) and, when a row spans several warps, through shared memory.
+(butterfly, inside a warp when tc <= the warp size: 32, or 64 on AMD CDNA) and, when a row spans several warps, through shared memory.
 The reduced value is held by every thread of the row: the *row layout* of a layout (cols = 1,
 replicated over the tc threads), so that a later elementwise op of the full shape reads it from the
 thread's own registers.
@@ -106,14 +106,16 @@ def split_shape(shape: tuple[int, ...]) -> tuple[int, int]:
     return math.prod(shape[:-1]), shape[-1]
 
 
-def natural(shape: tuple[int, ...], vec: int, threads: int) -> Layout:
+def natural(shape: tuple[int, ...], vec: int, threads: int, warp: int = WARP) -> Layout:
     """The default layout of a block of `shape` with vector width `vec` (a power of two) over
-    `threads` threads (a power of two)."""
+    `threads` threads (a power of two) in warps of `warp` threads (the target's warp_size)."""
     rows, cols = split_shape(shape)
     v = vec
     while v > 1 and cols % v:
         v //= 2
     chunks = math.ceil(cols / v)
     # A row in one warp keeps reductions in shuffles; wider only when the rows cannot fill the warps.
-    tc = min(pow2_floor(min(chunks, threads)), max(WARP, pow2_ceil(math.ceil(threads / max(rows, 1)))))
-    return Layout(rows, cols, v, min(tc, threads), threads)
+    tc = min(pow2_floor(min(chunks, threads)), max(warp, pow2_ceil(math.ceil(threads / max(rows, 1)))))
+    # tc divides threads, so the thread groups are whole (a non-power-of-two warp count: 3 warps of 32
+    # take rows in 3 groups, or in 6 of 16 ...): the largest power of two dividing both.
+    return Layout(rows, cols, v, math.gcd(tc, threads), threads)

@@ -5,9 +5,9 @@ The entry takes the same tensor arguments as the CPU entry, without the program 
     func @k(<per tensor: %t: ptr<global, T>, %t.n0.. (extents), %t.s0.. (strides)>, %grid0..) threads=T
 
 The runtime launches one CTA per program (a 1-D grid of grid0 * grid1 * ... CTAs; `program_id`
-is decoded from the CTA index, last grid axis fastest, as on the CPU) with T = 32 * schedule.warps
-threads. Every scalar of the tile program is computed by every thread (they agree). Blocks are held
-in three ways:
+is decoded from the CTA index, last grid axis fastest, as on the CPU) with T = warp_size *
+schedule.warps threads (TargetInfo.warp_size: 32, or 64 for an AMD CDNA wavefront). Every scalar
+of the tile program is computed by every thread (they agree). Blocks are held in three ways:
 
 - in registers, spread over the threads by a blocked layout (tessera/ir/gpu_layout.py): each thread
   holds a few slots, each a vector of `vec` contiguous elements of one row. Elementwise ops run per
@@ -20,15 +20,15 @@ in three ways:
   thread holds: a `dot` operand, a transpose, a reshape that changes the rows, a broadcast the
   layouts do not line up for, `item`, a reduction along another axis than the last.
 
-Reductions along the last axis (sum/mean/prod/max/min) combine a thread's slots, then the threads of
-a row with butterfly warp shuffles (`shuffle_xor`) and, for rows spread over several warps, through
-shared memory; every thread of the row gets the result, in the row layout, so the elementwise ops
-after a softmax max or a layernorm mean read it from registers. argmax/argmin and reductions along
-other axes loop over the reduced axis in shared memory.
+Reductions (tessera/ir/gpu_reduce.py) along the last axis (sum/mean/prod/max/min) combine a
+thread's slots, then the threads of a row with butterfly warp shuffles (`shuffle_xor`) and, for rows
+spread over several warps, through shared memory; every thread of the row gets the result, in the
+row layout, so the elementwise ops after a softmax max or a layernorm mean read it from registers.
+argmax/argmin and reductions along other axes loop over the reduced axis in shared memory.
 
 `dot` stages both operands in shared memory and each thread accumulates its slots of the output
-with FMAs over k (the accumulator stays in registers, loop-carried through the k loop). Tensor-core
-MMA (mma.sync with ldmatrix and cp.async pipelines) is the next step, not this lowering.
+with FMAs over k (the accumulator stays in registers, loop-carried through the k loop); a k loop of
+bf16/f16 loads feeding `dot` runs on tensor cores instead (tessera/ir/gpu_pipeline.py).
 
 `for` becomes a Target `for`; carried blocks are carried as the registers of their slots. Shared
 memory is allocated statically per kernel (at most 48 KiB). Element semantics (casts, narrow
@@ -39,17 +39,17 @@ tessera/codegen/mathlib.py.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from tessera.codegen.mathlib import MathLib
 from tessera.dtypes import BOOL, INT64, DType
-from tessera.ir import gpu_layout
+from tessera.ir import gpu_dot, gpu_layout, gpu_memory, gpu_mfma, gpu_pipeline, gpu_reduce
 from tessera.ir.gpu_layout import GpuUnsupported, Layout, natural
 from tessera.ir.target import convert as cv
-from tessera.ir.target import reduction as red
 from tessera.ir.target.builder import Builder
-from tessera.ir.target.elementwise import Elementwise, compare_predicate
+from tessera.ir.target.elementwise import Elementwise
 from tessera.ir.target.info import TargetInfo
 from tessera.ir.target.ops import (
     I64,
@@ -72,6 +72,11 @@ MAX_SHARED_BYTES = 48 * 1024  # static shared memory of one CTA
 MAX_THREADS = 1024
 VECTOR_BYTES = 16
 MAX_SLOT_ELEMENTS = 512  # elements of one block per thread before registers surely spill
+
+
+class GpuScheduleLimit(GpuUnsupported):
+    """A kernel whose schedule the GPU lowering cannot map (shared memory, elements per thread, threads
+    per CTA): another schedule compiles it, so a kernel call reports it as an E-SCHEDULE error."""
 
 _ELEMENTWISE = frozenset(n for n, d in tile.TILE_OPS.items() if d.category == "elementwise")
 _LAST_AXIS_KINDS = ("sum", "mean", "prod", "max", "min")
@@ -172,10 +177,11 @@ class _GpuLowering:
         self.k = k
         self.t = target
         warps = k.schedule.warps
-        threads = warps * gpu_layout.WARP
-        if warps < 1 or warps & (warps - 1) or threads > MAX_THREADS:
-            raise GpuUnsupported(f"kernel {k.name}: {warps} warps per program; the GPU lowering needs a power "
-                                f"of two up to {MAX_THREADS // gpu_layout.WARP}")
+        self.warp = target.warp_size  # 32, or an AMD wavefront of 64
+        threads = warps * self.warp
+        if warps < 1 or threads > MAX_THREADS:
+            raise GpuScheduleLimit(f"kernel {k.name}: {warps} warps per program; the GPU lowering takes 1 to "
+                                   f"{MAX_THREADS // self.warp} ({MAX_THREADS} threads)")
         self.threads = threads
         narrowest = min((cv.storage_scalar(p.ty.dtype).bits // 8 for p in k.params), default=4)  # type: ignore[union-attr]
         self.vec = max(1, VECTOR_BYTES // max(1, narrowest))
@@ -213,10 +219,11 @@ class _GpuLowering:
             self.pids = self._program_ids(self._hoist("program_id", [I64], axis=0))
             self.region(k.body.ops)
         fn.threads = self.threads
-        if self.shared_bytes > MAX_SHARED_BYTES:
-            raise GpuUnsupported(
+        limit = max(MAX_SHARED_BYTES, self.t.max_shared_bytes)  # beyond 48 KiB: dynamic shared memory
+        if self.shared_bytes > limit:
+            raise GpuScheduleLimit(
                 f"kernel {k.name}: its blocks need {self.shared_bytes} bytes of shared memory per program, more "
-                f"than the {MAX_SHARED_BYTES} of static shared memory the GPU lowering uses; use smaller blocks")
+                f"than the {limit} the {self.t.name} target allows; use smaller blocks")
         return fn
 
     def _hoist(self, name: str, result_types: list[Scalar | Vector | Pointer] | None = None, *operands: TValue,
@@ -347,9 +354,9 @@ class _GpuLowering:
             kind = str(op.attr("kind"))
             src_shape = self._shape(op.operands[0])
             if kind in _LAST_AXIS_KINDS and op.attr("axis") == len(src_shape) - 1:
-                self.reduce_last(op)
+                gpu_reduce.reduce_last(self, op)
             else:
-                self.reduce_shared(op)
+                gpu_reduce.reduce_shared(self, op)
         elif name == "dot":
             self.dot(op)
         elif name == "for":
@@ -378,7 +385,7 @@ class _GpuLowering:
             blk = self.blocks.get(v.uid)
             if isinstance(blk, Regs) and blk.shape == shape:
                 return blk.layout
-        return natural(shape, self.vec, self.threads)
+        return natural(shape, self.vec, self.threads, self.warp)
 
     def operand(self, v: tile.Value, lay: Layout, shape: tuple[int, ...], i: int, j: int) -> TValue:
         if isinstance(v.ty, ScalarType):
@@ -419,7 +426,7 @@ class _GpuLowering:
         blk = self.blocks[v.uid]
         if isinstance(blk, Regs) and blk.shape == shape:
             return blk
-        lay = natural(shape, self.vec, self.threads)
+        lay = natural(shape, self.vec, self.threads, self.warp)
         return Regs(lay, shape, blk.dtype, {(i, j): self.fetch(blk, lay, shape, i, j) for i, j in lay.slots()})
 
     # -- shared memory -------------------------------------------------------------------------
@@ -443,7 +450,7 @@ class _GpuLowering:
     def _write_shared(self, blk: Block, ptr: TValue) -> Shared:
         """blk written row-major into the shared array at ptr, between two barriers (the first lets
         earlier readers of the array - a previous loop iteration - finish)."""
-        lay = blk.layout if isinstance(blk, Regs) else natural(blk.shape, self.vec, self.threads)
+        lay = blk.layout if isinstance(blk, Regs) else natural(blk.shape, self.vec, self.threads, self.warp)
         self.b.emit("barrier", [])
         self._store_slots(blk, lay, blk.shape, ptr)
         self.b.emit("barrier", [])
@@ -546,21 +553,19 @@ class _GpuLowering:
         t = self.tensors[op.operands[0].uid]
         starts = [self.scalars[v.uid] for v in op.operands[1:]]
         shape = self._shape(op.result)
-        lay = natural(shape, self.vec, self.threads)
+        lay = natural(shape, self.vec, self.threads, self.warp)
         self._check_slots(lay)
         lanes = lay.vec
         elem = cv.storage_scalar(t.dtype)
         other_s = cv.storage_constant(float(op.attr("other")), t.dtype)  # type: ignore[arg-type]
         fast_all = self._uniform_fast(t, starts, lanes)
-        chunks: dict[tuple[int, int], TValue] = {}
         rows: dict[int, tuple[TValue, TValue | None]] = {}
-        for i, j in lay.slots():
+
+        def slot(i: int, j: int) -> TValue:
             c = self.coords(lay, i, j)
             if not starts:  # a rank-0 tensor
-                raw = b.load(t.ptr, elem, c.valid, b.const(other_s, elem)) if c.valid is not None \
+                return b.load(t.ptr, elem, c.valid, b.const(other_s, elem)) if c.valid is not None \
                     else b.load(t.ptr, elem)
-                chunks[(i, j)] = cv.decode(b, raw, t.dtype)
-                continue
             if i not in rows:
                 rows[i] = self._row_access(t, starts, self.outer_index(shape, lay, i))
             row_ptr, row_ok = rows[i]
@@ -569,24 +574,26 @@ class _GpuLowering:
             ext = t.extents[-1]
             if lanes == 1:
                 mask = self._and(ok, b.cmp("ult", g, ext))
-                raw = b.load(b.ptradd(row_ptr, b.op("mul", g, t.strides[-1])), elem, mask, b.const(other_s, elem))
-            else:
-                ty = Vector(lanes, elem)
-                fast = self._and(self._and(fast_all, ok), b.op("and", b.cmp("ult", g, ext),
-                                                               b.cmp("ult", b.op("add", g, b.index(lanes - 1)), ext)))
-                assert fast is not None
-                with b.if_(fast, [ty]) as br:
-                    b.yield_([b.load(b.ptradd(row_ptr, g), ty)])
-                    b.else_(br)
-                    lane = b.lane_index(lanes)
-                    mask = b.cmp("ult", b.op("add", b.splat(g, lanes), lane), b.splat(ext, lanes))
-                    if ok is not None:
-                        mask = b.op("and", mask, b.splat(ok, lanes))
-                    offs = b.op("mul", lane, b.splat(t.strides[-1], lanes))
-                    p = b.ptradd(row_ptr, b.op("mul", g, t.strides[-1]))
-                    b.yield_([b.gather(p, offs, mask, b.const(other_s, ty))])
-                raw = br.results[0]
-            chunks[(i, j)] = cv.decode(b, raw, t.dtype)
+                return b.load(b.ptradd(row_ptr, b.op("mul", g, t.strides[-1])), elem, mask, b.const(other_s, elem))
+            ty = Vector(lanes, elem)
+            fast = self._and(self._and(fast_all, ok), b.op("and", b.cmp("ult", g, ext),
+                                                           b.cmp("ult", b.op("add", g, b.index(lanes - 1)), ext)))
+            assert fast is not None
+            with b.if_(fast, [ty]) as br:
+                b.yield_([b.load(b.ptradd(row_ptr, g), ty)])
+                b.else_(br)
+                lane = b.lane_index(lanes)
+                mask = b.cmp("ult", b.op("add", b.splat(g, lanes), lane), b.splat(ext, lanes))
+                if ok is not None:
+                    mask = b.op("and", mask, b.splat(ok, lanes))
+                offs = b.op("mul", lane, b.splat(t.strides[-1], lanes))
+                p = b.ptradd(row_ptr, b.op("mul", g, t.strides[-1]))
+                b.yield_([b.gather(p, offs, mask, b.const(other_s, ty))])
+            return br.results[0]
+
+        # All slots' vector loads back to back when the whole block is inside (gpu_memory).
+        raws = gpu_memory.load_slots(self, t, starts, shape, lay, fast_all, slot)
+        chunks = {s: cv.decode(b, raw, t.dtype) for s, raw in raws.items()}
         self.blocks[op.result.uid] = Regs(lay, shape, t.dtype, chunks)
 
     def store(self, op: Op) -> None:
@@ -600,17 +607,19 @@ class _GpuLowering:
         lanes = lay.vec
         fast_all = self._uniform_fast(t, starts, lanes)
         rows: dict[int, tuple[TValue, TValue | None]] = {}
-        for i, j in lay.slots():
+        raws = {s: cv.encode(b, self.operand(value, lay, shape, *s), t.dtype) for s in lay.slots()}
+        keeps = {s: self.operand(op.operands[-1], lay, shape, *s) if masked else None for s in lay.slots()}
+
+        def slot(i: int, j: int) -> None:
             c = self.coords(lay, i, j)
-            raw = cv.encode(b, self.operand(value, lay, shape, i, j), t.dtype)
-            keep = self.operand(op.operands[-1], lay, shape, i, j) if masked else None
+            raw, keep = raws[(i, j)], keeps[(i, j)]
             if not starts:
                 mask = self._and(c.valid, keep)
                 if mask is None:
                     b.store(t.ptr, raw)
                 else:
                     b.store(t.ptr, raw, mask)
-                continue
+                return
             if i not in rows:
                 rows[i] = self._row_access(t, starts, self.outer_index(shape, lay, i))
             row_ptr, row_ok = rows[i]
@@ -621,7 +630,7 @@ class _GpuLowering:
                 mask = self._and(self._and(ok, b.cmp("ult", g, ext)), keep)
                 assert mask is not None
                 b.store(b.ptradd(row_ptr, b.op("mul", g, t.strides[-1])), raw, mask)
-                continue
+                return
             fast = self._and(self._and(fast_all, ok), b.op("and", b.cmp("ult", g, ext),
                                                            b.cmp("ult", b.op("add", g, b.index(lanes - 1)), ext)))
             assert fast is not None
@@ -642,6 +651,9 @@ class _GpuLowering:
                 b.scatter(b.ptradd(row_ptr, b.op("mul", g, t.strides[-1])), offs, raw, mask)
                 b.yield_([])
 
+        # All slots' vector stores in one branch when the whole block is inside (gpu_memory).
+        gpu_memory.store_slots(self, t, starts, shape, lay, fast_all, raws, keeps, slot)
+
     def alloc_shared_block(self, op: Op) -> None:
         """A shared block, zero until written (its swizzle is a layout hint; this lowering keeps
         shared blocks row-major)."""
@@ -659,7 +671,8 @@ class _GpuLowering:
             raise GpuUnsupported("cp_async into a shared block that is not a whole alloc_shared block")
         shape = self._shape(op.operands[1])
         src = self.blocks[op.operands[1].uid]
-        lay = src.layout if isinstance(src, Regs) and src.shape == shape else natural(shape, self.vec, self.threads)
+        lay = (src.layout if isinstance(src, Regs) and src.shape == shape
+               else natural(shape, self.vec, self.threads, self.warp))
         self._store_slots(src, lay, shape, dst.ptr)
         self.blocks[op.result.uid] = Shared(dst.shape, dst.dtype, dst.ptr, dst.strides)
 
@@ -677,7 +690,7 @@ class _GpuLowering:
 
     def _check_slots(self, lay: Layout) -> None:
         if lay.rpt * lay.cpt * lay.vec > MAX_SLOT_ELEMENTS:
-            raise GpuUnsupported(
+            raise GpuScheduleLimit(
                 f"kernel {self.k.name}: a block of {lay.rows}x{lay.cols} puts {lay.rpt * lay.cpt * lay.vec} "
                 f"elements in each of {self.threads} threads (at most {MAX_SLOT_ELEMENTS}); use smaller "
                 "blocks or more warps")
@@ -709,132 +722,15 @@ class _GpuLowering:
         zero = self.b.index(0)
         self.scalars[op.result.uid] = self.read_shared(sm, sm.shape, [zero] * max(0, len(sm.shape) - 1), zero, 1)
 
-    # -- reductions ----------------------------------------------------------------------------
-
-    def reduce_last(self, op: Op) -> None:
-        """sum/mean/prod/max/min along the last axis: per thread, then across the row's threads."""
-        b = self.b
-        src = op.operands[0]
-        shape = self._shape(src)
-        kind = str(op.attr("kind"))
-        dt: DType = op.result.ty.dtype  # type: ignore[union-attr]
-        lay = self.layout_for([src], shape)
-        self._check_slots(lay)
-        ident = red.identity(kind, dt)
-        cs = cv.compute_scalar(dt)
-        partials: list[TValue] = []
-        for i in range(lay.rpt):
-            acc: TValue | None = None
-            for j in range(lay.cpt):
-                x = self.operand(src, lay, shape, i, j)
-                c = self.coords(lay, i, j)
-                if not lay.chunks_exact and c.valid is not None:
-                    x = b.select(c.valid, x, b.const(ident, vec(cs, lay.vec)))
-                acc = x if acc is None else red.combine(b, kind, acc, x, dt)
-            assert acc is not None
-            partials.append(red.lane_reduce(b, kind, acc, dt))
-        partials = self.row_allreduce(partials, lay, kind, dt)
-        n = shape[-1]
-        chunks = {(i, 0): red.finish(b, self.ew, p, kind, n, dt) for i, p in enumerate(partials)}
-        self.blocks[op.result.uid] = Regs(lay.row_layout(), self._shape(op.result), dt, chunks)
-
-    def row_allreduce(self, partials: list[TValue], lay: Layout, kind: str, dt: DType) -> list[TValue]:
-        """Combine each row slot's partial over the tc threads of the row; all of them get the result."""
-        b = self.b
-        if lay.tc == 1 or lay.replicated:
-            return partials
-        m = min(lay.tc, gpu_layout.WARP) // 2
-        while m >= 1:
-            partials = [red.combine(b, kind, p, b.op("shuffle_xor", p, mask=m), dt) for p in partials]
-            m //= 2
-        if lay.tc <= gpu_layout.WARP:
-            return partials
-        # A row spans several warps: lane 0 of each warp posts its warp's result, every thread
-        # combines the results of its row's warps in order (so all threads agree bit for bit).
-        warps = self.threads // gpu_layout.WARP
-        per_row = lay.tc // gpu_layout.WARP
-        elem = cv.buffer_scalar(dt)
-        scratch = self.alloc_shared(elem, lay.rpt * warps)
-        lane = b.op("and", self.tid, b.index(gpu_layout.WARP - 1))
-        warp = b.op("lshr", self.tid, b.index(gpu_layout.WARP.bit_length() - 1))
-        b.emit("barrier", [])
-        with b.if_(b.cmp("eq", lane, b.index(0))):
-            for i, p in enumerate(partials):
-                x = b.cast("zext", p, elem) if dt == BOOL else p
-                b.store(b.ptradd(scratch, b.op("add", warp, b.index(i * warps))), x)
-        b.emit("barrier", [])
-        rl, _ = self._thread_rc(lay.tc)
-        first = b.op("mul", rl, b.index(per_row))
-        out = []
-        for i in range(len(partials)):
-            acc: TValue | None = None
-            for w in range(per_row):
-                x = b.load(b.ptradd(scratch, b.op("add", first, b.index(i * warps + w))), elem)
-                if dt == BOOL:
-                    x = b.cmp("ne", x, b.like(0, x))
-                acc = x if acc is None else red.combine(b, kind, acc, x, dt)
-            assert acc is not None
-            out.append(acc)
-        return out
-
-    def reduce_shared(self, op: Op) -> None:
-        """argmax/argmin, and sum/mean/prod/max/min along an axis other than the last: each output
-        element loops over the reduced axis of the operand in shared memory."""
-        b = self.b
-        src = op.operands[0]
-        sm = self.shared_view(src)
-        in_shape = self._shape(src)
-        out_shape = self._shape(op.result)
-        axis = int(op.attr("axis"))  # type: ignore[arg-type]
-        kind = str(op.attr("kind"))
-        out_dt: DType = op.result.ty.dtype  # type: ignore[union-attr]
-        lay = natural(out_shape, self.vec, self.threads)
-        self._check_slots(lay)
-        lanes = lay.vec
-        last = len(in_shape) - 1
-        slots = lay.slots()
-
-        def at(i: int, j: int, k: TValue) -> TValue:
-            outer = list(self.outer_index(out_shape, lay, i))
-            col = self.coords(lay, i, j).col
-            if axis == last:
-                col = k
-            else:
-                outer[axis] = k
-            return self.read_shared(sm, in_shape, outer, col, lanes)
-
-        n = in_shape[axis]
-        if kind in ("argmax", "argmin"):
-            src_dt = sm.dtype
-            cmp = compare_predicate("gt" if kind == "argmax" else "lt", src_dt)
-            inits = [at(i, j, b.index(0)) for i, j in slots] + [b.splat(b.index(0), lanes) for _ in slots]
-            with b.for_(b.index(1), b.index(n), b.index(1), inits, iv_hint="k") as lp:
-                nxt_best, nxt_idx = [], []
-                for s, (i, j) in enumerate(slots):
-                    x = at(i, j, lp.iv)
-                    best, besti = lp.args[s], lp.args[len(slots) + s]
-                    better = b.cmp(cmp, x, best)
-                    if src_dt.is_float:
-                        better = b.op("or", better, b.op("and", b.cmp("uno", x, x), b.cmp("ord", best, best)))
-                    nxt_best.append(b.select(better, x, best))
-                    nxt_idx.append(b.select(better, b.splat(lp.iv, lanes), besti))
-                b.yield_(nxt_best + nxt_idx, lp)
-            chunks = {s: lp.results[len(slots) + k] for k, s in enumerate(slots)}
-        else:
-            ident = red.identity(kind, out_dt)
-            cs = cv.compute_scalar(out_dt)
-            inits = [b.const(ident, vec(cs, lanes)) for _ in slots]
-            with b.for_(b.index(0), b.index(n), b.index(1), inits, iv_hint="k") as lp:
-                b.yield_([red.combine(b, kind, lp.args[s], at(i, j, lp.iv), out_dt)
-                          for s, (i, j) in enumerate(slots)], lp)
-            chunks = {s: red.finish(b, self.ew, lp.results[k], kind, n, out_dt) for k, s in enumerate(slots)}
-        self.blocks[op.result.uid] = Regs(lay, out_shape, out_dt, chunks)
+    # -- reductions: tessera/ir/gpu_reduce.py ---------------------------------------------------
 
     # -- dot -----------------------------------------------------------------------------------
 
     def dot(self, op: Op) -> None:
         """acc + a @ b: both operands in shared memory, each thread's output slots accumulated with
         FMAs over k in registers."""
+        if gpu_dot.lower_dot(self, op):  # bf16/f16 operands, f32 accumulator: the matrix unit
+            return
         b = self.b
         a_v, b_v, acc_v = op.operands
         a_sm, b_sm = self.shared_view(a_v), self.shared_view(b_v)
@@ -885,6 +781,9 @@ class _GpuLowering:
     # -- for -----------------------------------------------------------------------------------
 
     def for_loop(self, op: Op) -> None:
+        # A k loop feeding dot: the target's matrix unit (AMD MFMA fragments, else NVIDIA tensor cores).
+        if gpu_mfma.lower_matmul_loop(self, op) or gpu_pipeline.lower_matmul_loop(self, op):
+            return
         b = self.b
         start, stop, step = (self.scalars[v.uid] for v in op.operands[:3])
         inits = op.operands[3:]
@@ -933,7 +832,14 @@ def lower_kernel_gpu(k: Kernel, target: TargetInfo) -> Function:
     verify_kernel(k)
     if target.program_model != "cta":
         raise TargetIRError(f"lower_kernel_gpu: target {target.name} does not run programs as CTAs")
-    return _GpuLowering(k, target).run()
+    try:
+        return _GpuLowering(k, target).run()
+    except GpuScheduleLimit:
+        if not target.mma:
+            raise
+    # The matrix unit's operand, accumulator and result staging did not fit the target's shared memory
+    # (AMD's LDS is 64 KiB): FMA dots keep their accumulators in registers.
+    return _GpuLowering(k, dataclasses.replace(target, mma="")).run()
 
 
-__all__ = ["MAX_SHARED_BYTES", "gpu_abi", "lower_kernel_gpu"]
+__all__ = ["MAX_SHARED_BYTES", "GpuScheduleLimit", "gpu_abi", "lower_kernel_gpu"]

@@ -8,8 +8,10 @@ says why in one line and every entry point raises `CudaError` with that line.
   architecture from its compute capability (sm_90a on Hopper, sm_80 PTX elsewhere, which the driver
   compiles for the GPU at hand); device buffers, streams and events.
 - `CudaRuntime.compile(kernels)` lowers each kernel for the device's architecture, emits one PTX
-  module (tessera/codegen/ptx.py) and loads it (cuModuleLoadData); compiled sets are kept in memory,
-  keyed by the kernels' text and the architecture (the driver caches the machine code on disk).
+  module (tessera/codegen/ptx.py) and loads it (cuModuleLoadData): as a cubin assembled by ptxas and
+  cached on disk when ptxas is available (tessera/runtime/cubin.py), else as PTX that the driver
+  JIT-compiles (and caches); loaded sets are kept in memory, keyed by the kernels' text and the
+  architecture.
 - `CudaKernels.launch_device(name, views)` launches a kernel on device memory (`DeviceView`: a
   pointer, the extents and the strides in elements - any strided view, as on the CPU): one CTA per
   program in a 1-D grid, 32 * warps threads. `launch(name, arrays)` does the same for NumPy arrays:
@@ -17,11 +19,14 @@ says why in one line and every entry point raises `CudaError` with that line.
   allocation) is copied to the device, the kernel runs, and the spans of out/inout arrays are
   copied back.
 - `compile_plan(plan, kernels)` gives a `CudaCompiledFunction`: a Schedule IR plan run with every
-  buffer on the device - parameters copied in once, intermediates never leave the device, results
-  copied out at the end (host prints copy their buffers out when they run).
+  buffer on the device - NumPy parameters copied in once, intermediates never leave the device,
+  results copied out at the end (host prints copy their buffers out when they run). Called with
+  device arrays (tessera/runtime/device_array.py: DLPack or `__cuda_array_interface__` tensors of
+  PyTorch, CuPy, ...) it reads them in place and returns `DeviceArray` results without waiting;
+  kernels go to the thread's current stream (tessera/runtime/cuda_streams.py).
 
 Every driver call is checked: a failure raises `CudaError` naming the call, the driver's error and
-the kernel involved. (`__dlpack__` zero-copy exchange with other GPU libraries is a later step.)
+the kernel involved.
 """
 
 from __future__ import annotations
@@ -172,12 +177,14 @@ class CudaDevice:
 
 
 class DeviceBuffer:
-    """One device allocation, freed by `free()` (or when collected)."""
+    """One device allocation, freed by `free()` (or when collected); `owned=False` wraps memory
+    another object owns (a device-array argument), which `free()` leaves alone."""
 
-    def __init__(self, device: CudaDevice, ptr: int, nbytes: int) -> None:
+    def __init__(self, device: CudaDevice, ptr: int, nbytes: int, owned: bool = True) -> None:
         self.device = device
         self.ptr = ptr
         self.nbytes = nbytes
+        self.owned = owned
 
     def copy_from(self, host_ptr: int, nbytes: int, offset: int = 0, kernel: str | None = None) -> None:
         if nbytes:
@@ -187,9 +194,12 @@ class DeviceBuffer:
         if nbytes:
             _call("cuMemcpyDtoH", host_ptr, self.ptr + offset, nbytes, kernel=kernel)
 
-    def fill_bytes(self, value: int) -> None:
+    def fill_bytes(self, value: int, stream: Any = None) -> None:
         if self.nbytes:
-            _call("cuMemsetD8", self.ptr, value, self.nbytes)
+            if stream is None:
+                _call("cuMemsetD8", self.ptr, value, self.nbytes)
+            else:
+                _call("cuMemsetD8Async", self.ptr, value, self.nbytes, stream)
 
     def to_host(self, shape: tuple[int, ...], dtype: np.dtype, offset: int = 0) -> np.ndarray:
         out = np.empty(shape, dtype)
@@ -199,7 +209,8 @@ class DeviceBuffer:
     def free(self) -> None:
         if self.ptr:
             ptr, self.ptr = self.ptr, 0
-            _call("cuMemFree", ptr)
+            if self.owned:
+                _call("cuMemFree", ptr)
 
     def __del__(self) -> None:
         if self.ptr and not sys.is_finalizing():
@@ -256,6 +267,7 @@ class _Entry:
     kernel: Kernel
     func: Any
     threads: int
+    shared: int = 0  # bytes of dynamic shared memory per CTA
 
 
 class CudaKernels:
@@ -266,11 +278,18 @@ class CudaKernels:
         self.ptx = ptx
         self.arch = arch
         names = ", ".join(k.name for k in kernels)
-        self.module = _call("cuModuleLoadData", ptx.encode() + b"\0", kernel=names)
+        self.module, self.loaded_from = _load_module(dev, ptx, names)
         self._entries: dict[str, _Entry] = {}
+        from tessera.codegen.ptx import dynamic_shared_bytes
+
+        dynamic = dynamic_shared_bytes(ptx)
         for k in kernels:
             func = _call("cuModuleGetFunction", self.module, k.name.encode(), kernel=k.name)
-            self._entries[k.name] = _Entry(k, func, k.schedule.warps * 32)
+            shared = dynamic.get(k.name, 0)
+            if shared:  # more than 48 KiB of shared memory: the kernel must opt in
+                attr = _load_driver().CUfunction_attribute.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES
+                _call("cuFuncSetAttribute", func, attr, shared, kernel=k.name)
+            self._entries[k.name] = _Entry(k, func, k.schedule.warps * 32, shared)
 
     @property
     def names(self) -> list[str]:
@@ -313,22 +332,27 @@ class CudaKernels:
             elif p.kind == "grid":
                 values.append(ctypes.c_int64(grid[p.axis]))
         ptrs = (ctypes.c_void_p * len(values))(*(ctypes.addressof(v) for v in values))
-        _call("cuLaunchKernel", e.func, total, 1, 1, e.threads, 1, 1, 0, stream, ctypes.addressof(ptrs), 0,
+        _call("cuLaunchKernel", e.func, total, 1, 1, e.threads, 1, 1, e.shared, stream, ctypes.addressof(ptrs), 0,
               kernel=name)
 
-    def launch(self, name: str, arrays: Sequence[np.ndarray]) -> None:
-        """Run kernel `name` on NumPy arrays (any views): copy in, launch, wait, copy out."""
+    def launch(self, name: str, arrays: Sequence[Any]) -> None:
+        """Run kernel `name` on NumPy arrays (any views): copy in, launch, wait, copy out. A DeviceArray
+        among them (tessera/runtime/device_array.py) is used in place: read and written on the device."""
+        from tessera.runtime.device_array import DeviceArray
+
         e = self._entry(name)
         k = e.kernel
         if len(arrays) != len(k.params):
             raise CudaError(f"kernel {name} takes {len(k.params)} arrays, got {len(arrays)}")
-        for i, (p, a) in enumerate(zip(k.params, arrays)):
-            _check_array(name, i, p.hint, p.ty, k.roles[i], a)  # type: ignore[arg-type]
+        host = [i for i, a in enumerate(arrays) if not isinstance(a, DeviceArray)]
+        for i in host:
+            _check_array(name, i, k.params[i].hint, k.params[i].ty, k.roles[i], arrays[i])  # type: ignore[arg-type]
         dev = self.device
         bufs: list[tuple[list[int], int, int, DeviceBuffer]] = []
         views: list[DeviceView | None] = [None] * len(arrays)
         try:
-            for members, lo, hi in host_clusters(arrays):
+            for members, lo, hi in host_clusters([arrays[i] for i in host]):
+                members = [host[m] for m in members]
                 buf = dev.alloc(hi - lo, kernel=name)
                 bufs.append((members, lo, hi, buf))
                 buf.copy_from(lo, hi - lo, kernel=name)
@@ -336,6 +360,10 @@ class CudaKernels:
                     a = arrays[i]
                     views[i] = DeviceView(buf.ptr + (_address(a) - lo), a.shape,
                                           tuple(s // a.itemsize for s in a.strides), a.dtype)
+            for i, a in enumerate(arrays):
+                if views[i] is None:
+                    a.wait()  # the stream that produces it has finished
+                    views[i] = DeviceView(a.ptr, a.shape, a.strides, a.dtype)
             self.launch_device(name, views)  # type: ignore[arg-type]
             dev.synchronize(kernel=name)
             for members, lo, hi, buf in bufs:
@@ -344,6 +372,24 @@ class CudaKernels:
         finally:
             for *_, buf in bufs:
                 buf.free()
+
+
+def _load_module(dev: CudaDevice, ptx: str, names: str) -> tuple[Any, str]:
+    """The module of `ptx` loaded on the device, and "cubin" or "ptx" for how: a cubin assembled by
+    ptxas (cached on disk) when ptxas is available, else the PTX, JIT-compiled by the driver."""
+    from tessera.runtime.cubin import arch_of_device, default_compiler
+
+    compiler = default_compiler()
+    arch = arch_of_device(*dev.capability)
+    cubin = compiler.cubin(ptx, arch, names)
+    if cubin is None:
+        return _call("cuModuleLoadData", ptx.encode() + b"\0", kernel=names), "ptx"
+    try:
+        return _call("cuModuleLoadData", cubin, kernel=names), "cubin"
+    except CudaError:
+        compiler.discard(ptx, arch)  # a cached cubin the driver refuses: assemble it again
+        cubin = compiler.cubin(ptx, arch, names)
+        return _call("cuModuleLoadData", cubin, kernel=names), "cubin"
 
 
 def _address(a: np.ndarray) -> int:
@@ -482,13 +528,77 @@ class CudaCompiledFunction:
     def name(self) -> str:
         return self.plan.name
 
-    def __call__(self, *arrays: np.ndarray) -> list[np.ndarray]:
+    def __call__(self, *arrays: Any, stream: Any = None) -> list[Any]:
+        """Run on `stream` (default: the thread's current stream, tessera/runtime/cuda_streams.py).
+        NumPy arguments: copied in, NumPy results after the stream finishes. Device arrays (any
+        argument): read in place, DeviceArray results returned without waiting."""
+        from tessera.runtime.cuda_streams import current_stream
+        from tessera.runtime.device_array import DeviceArray
+
+        if stream is None:
+            stream = current_stream()
+        handle = stream.handle if stream is not None else 0
+        if any(isinstance(a, DeviceArray) for a in arrays):
+            return self._call_device(arrays, stream, handle)
         state = self.upload(*arrays)
         try:
-            state.run()
-            return state.results()
+            state.run(handle)
+            return state.results(stream)
         finally:
             state.free()
+
+    def _call_device(self, arrays: Sequence[Any], stream: Any, handle: Any) -> list[Any]:
+        from tessera.runtime.device_array import DeviceArray
+        from tessera.runtime.executor import ExecutionError
+
+        plan = self.plan
+        dev = self.compiled.device
+        if len(arrays) != len(plan.params):
+            raise ExecutionError(f"@{plan.name} takes {len(plan.params)} arguments, {len(arrays)} were given")
+        state = PlanState(self)
+        try:
+            for i, (b, a, dt) in enumerate(zip(plan.params, arrays, self._dtypes)):
+                if a.dtype != dt:
+                    raise ExecutionError(f"@{plan.name} argument {i} ({b.name}) must be {b.dtype}, got {a.dtype}")
+                if tuple(a.shape) != tuple(b.shape):
+                    raise ExecutionError(f"@{plan.name} argument {i} ({b.name}) must have shape {b.shape}, "
+                                         f"got {tuple(a.shape)}")
+                if isinstance(a, DeviceArray):
+                    if not a.is_c_contiguous:
+                        raise CudaError(f"@{plan.name} argument {i} ({b.name}) is a strided device array "
+                                        f"(strides {a.strides}); device arguments are read in place and must be "
+                                        "C-contiguous (e.g. .contiguous() in PyTorch)")
+                    if a.stream is not None and a.stream is not stream:
+                        a.wait()
+                    state.roots[b] = DeviceBuffer(dev, a.ptr, a.nbytes, owned=False)
+                else:
+                    host = np.ascontiguousarray(a)  # pageable: the async copy has read it when it returns
+                    state.roots[b] = _alloc_async(dev, host.nbytes, handle)
+                    if host.nbytes:
+                        _call("cuMemcpyHtoDAsync", state.roots[b].ptr, host.ctypes.data, host.nbytes, handle)
+            results = set(plan.results)
+            for b in plan.buffers:
+                if b.base is None and b.kind != "param":
+                    nbytes = math.prod(b.shape) * np.dtype(numpy_dtype(b.dtype)).itemsize
+                    # temporaries are stream-ordered: allocated and freed in the stream's order
+                    state.roots[b] = dev.alloc(nbytes) if b in results else _alloc_async(dev, nbytes, handle)
+                    if self.poison:
+                        state.roots[b].fill_bytes(0xFF, handle)
+            state.run(handle)
+            outs: list[Any] = []
+            for b in plan.results:
+                buf = state.roots.get(b)
+                if buf is None:  # a buffer returned twice: the second result is a copy of the first
+                    buf = _copy_on_device(dev, outs[plan.results.index(b)].owner, handle)
+                elif b.kind == "param" or isinstance(buf, _AsyncBuffer):
+                    buf = _copy_on_device(dev, buf, handle)  # an argument: never hand it out or alias it
+                else:
+                    del state.roots[b]  # the result owns it now
+                outs.append(DeviceArray(buf.ptr, tuple(b.shape), np.dtype(numpy_dtype(b.dtype)), owner=buf,
+                                        stream=stream))
+            return outs
+        finally:
+            state.free_after(handle)
 
     def upload(self, *arrays: np.ndarray) -> PlanState:
         """The plan's buffers on the device, the parameters copied in: `run()` it (as often as
@@ -547,21 +657,55 @@ class PlanState:
                 if empty_out:
                     continue
                 assert step.kernel is not None, "the plan was not lowered to Tile IR"
-                fn.compiled.launch_device(step.kernel, views, stream)
+                if step.bounds is None:
+                    fn.compiled.launch_device(step.kernel, views, stream)
+                else:  # a user kernel compiled with TESSERA_DEBUG_BOUNDS=1
+                    from tessera.runtime.cuda_kernels import launch_checked
+
+                    launch_checked(fn.compiled, step, views, stream)
             elif isinstance(step, HostPrint):
                 fn.compiled.device.synchronize()
                 host = {b.root: fn._to_host(self.roots[b.root], b.root) for b in step.args}
                 fn._host.out = fn.out
                 fn._host._print(step, host)
 
-    def results(self) -> list[np.ndarray]:
-        self.fn.compiled.device.synchronize(kernel=self.fn.plan.name)
+    def results(self, stream: Any = None) -> list[np.ndarray]:
+        if stream is not None:
+            stream.synchronize()
+        else:
+            self.fn.compiled.device.synchronize(kernel=self.fn.plan.name)
         return [self.fn._to_host(self.roots[b], b) for b in self.fn.plan.results]
 
     def free(self) -> None:
         for buf in self.roots.values():
             buf.free()
         self.roots.clear()
+
+    def free_after(self, stream: Any) -> None:
+        """Free the buffers: stream-ordered allocations once the work queued on `stream` is done
+        (no wait), the others at once."""
+        for buf in self.roots.values():
+            if buf.ptr and buf.owned and isinstance(buf, _AsyncBuffer):
+                ptr, buf.ptr = buf.ptr, 0
+                _call("cuMemFreeAsync", ptr, stream, kernel=self.fn.plan.name)
+            else:
+                buf.free()
+        self.roots.clear()
+
+
+class _AsyncBuffer(DeviceBuffer):
+    """A stream-ordered allocation (cuMemAllocAsync), freed with cuMemFreeAsync by `free_after`."""
+
+
+def _alloc_async(dev: CudaDevice, nbytes: int, stream: Any) -> DeviceBuffer:
+    return _AsyncBuffer(dev, int(_call("cuMemAllocAsync", max(1, nbytes), stream)), nbytes)
+
+
+def _copy_on_device(dev: CudaDevice, src: DeviceBuffer, stream: Any) -> DeviceBuffer:
+    out = dev.alloc(src.nbytes)
+    if src.nbytes:
+        _call("cuMemcpyDtoDAsync", out.ptr, src.ptr, src.nbytes, stream)
+    return out
 
 
 def compile_plan(plan: Plan, kernels: list[Kernel], graph: Any = None) -> CudaCompiledFunction:

@@ -2,7 +2,7 @@
 Python values, binds every dim symbol from the argument shapes, checks every `where` constraint before
 any work is done (a violation is a run-time E-SHAPE naming the rule and the actual extents), then builds,
 specialises and optimises the Graph IR once per (extents, dtypes, static arguments) and runs it on the
-chosen target: `cpu` or `cuda` (compiled through the IR stack) or `reference` (the NumPy oracle).
+chosen target: `cpu`, `cuda` or `hip` (compiled through the IR stack) or `reference` (the NumPy oracle).
 
 `RunConfig` carries what every call of one run shares: the target, the Chrome trace being recorded
 (`--profile`) and the precompiled artefacts of a bundle (`tessera build`).
@@ -26,6 +26,7 @@ from tessera.dtypes import DType
 from tessera.frontend import ast
 from tessera.frontend.types import ScalarType, StrType, TensorType, TupleType
 from tessera.runtime import values
+from tessera.runtime.device_array import as_device_array, is_device_array
 from tessera.source import SourceFile, Span
 from tessera.symbolic import Dim, DimError
 
@@ -35,7 +36,7 @@ if TYPE_CHECKING:
     from tessera.ir.graph.ops import Function
 
 TARGETS = ("cpu", "reference", "cuda", "hip")
-UNAVAILABLE_TARGETS = ("hip",)
+UNAVAILABLE_TARGETS: tuple[str, ...] = ()
 
 
 def default_target() -> str:
@@ -266,13 +267,19 @@ def _source_text(span: Span, sources: Mapping[str, SourceFile] | None) -> str | 
 
 def to_tensor(value: object, p: ParamSig, t: TensorType, fn: str, span: Span) -> np.ndarray:
     """An argument as an array of the parameter's rank and declared dtype (floats round to nearest
-    even); a value that cannot be one is a run-time error naming the parameter."""
+    even); a value that cannot be one is a run-time error naming the parameter. A GPU tensor becomes
+    a DeviceArray over the same memory (tessera/runtime/device_array.py), never converted."""
     if isinstance(value, (bool, int, float, np.generic)) and t.rank == 0:
         arr = np.asarray(value)
         if t.dtype is None:
             arr = arr.astype(np.float32 if isinstance(value, float) else arr.dtype)
     elif isinstance(value, np.ndarray):
         arr = value
+    elif is_device_array(value):  # a GPU tensor (DLPack / CUDA array interface): used in place
+        try:
+            arr = as_device_array(value)  # type: ignore[assignment]
+        except ValueError as ex:
+            raise runtime_error("E-TYPE", f"argument '{p.name}' of '{fn}': {ex}", span) from None
     else:
         raise runtime_error("E-TYPE", f"argument '{p.name}' of '{fn}' must be a NumPy array ({t}), "
                             f"found {values.describe(value)}", span)
@@ -285,6 +292,10 @@ def to_tensor(value: object, p: ParamSig, t: TensorType, fn: str, span: Span) ->
                             span)
     if t.dtype is None or values.np_dtype(t.dtype) == arr.dtype:
         return arr
+    if not isinstance(arr, np.ndarray):
+        raise runtime_error("E-DTYPE", f"argument '{p.name}' of '{fn}' is a {values.tessera_dtype(arr.dtype)} device "
+                            f"array but the parameter is {t.dtype}; device arrays are used in place, never "
+                            "converted", span, labels=[Label(p.span, f"parameter '{p.name}' is declared here")])
     return _convert_arg(arr, t.dtype, p, fn, span)
 
 
@@ -417,6 +428,9 @@ class JitFunction:
         if target in UNAVAILABLE_TARGETS:
             raise runtime_error("E-RUNTIME", unavailable_message(target), span)
         arrays, static, b = self.prepare(args, kwargs, span)
+        if target != "cuda" and not all(isinstance(a, np.ndarray) for a in arrays):
+            raise runtime_error("E-TYPE", f"'{self.name}' was given a CUDA device array but runs on the {target} "
+                                "target; use target='cuda', or copy the array to the host first", span)
         key = self.spec_key(arrays, static, b)
         runnable = self.compiled(key, static, b)
         with _maybe_span(self.config.trace, f"run {self.name}", "run", target=target, spec=key.text()):
@@ -491,7 +505,7 @@ def make_runnable(graph: Function, config: RunConfig) -> Runnable:
             return evaluate(graph, list(arrays), float64=f64)
 
         return run_reference
-    if config.target in ("cpu", "cuda"):
+    if config.target in ("cpu", "cuda", "hip"):
         from tessera.runtime.executor import compile_function
 
         return compile_function(graph, target=config.target)

@@ -127,9 +127,10 @@ def _view(root: np.ndarray, lay: Layout) -> np.ndarray:
 
 def compile_function(fn: Function, target: str = "cpu") -> CompiledFunction:
     """Optimise, partition, lower and compile a specialised graph function (all dims constant), for
-    the host CPU or (target "cuda") the process's CUDA device (tessera/runtime/cuda.py)."""
-    if target not in ("cpu", "cuda"):
-        raise ValueError(f"compile_function: target '{target}' has no compiled path here (cpu or cuda)")
+    the host CPU, (target "cuda") the process's CUDA device (tessera/runtime/cuda.py) or (target
+    "hip") its AMD GPU (tessera/runtime/hip.py)."""
+    if target not in ("cpu", "cuda", "hip"):
+        raise ValueError(f"compile_function: target '{target}' has no compiled path here (cpu, cuda or hip)")
     from tessera.ir.graph.passes.pipeline import optimize
     from tessera.ir.graph_to_schedule import partition
     from tessera.ir.schedule.verify import verify_plan
@@ -138,12 +139,26 @@ def compile_function(fn: Function, target: str = "cpu") -> CompiledFunction:
 
     graph = optimize(fn)
     plan = partition(graph)
+    if target == "cuda":
+        from tessera.ir.schedule.gpu_heuristics import retarget
+
+        retarget(plan)  # GPU schedules for the memory-bound calls
+    if target == "hip":
+        from tessera.ir.schedule.gpu_heuristics import retarget
+        from tessera.ir.target.info import hip_target_info
+        from tessera.runtime.hip import default_runtime
+
+        retarget(plan, warp=hip_target_info(default_runtime().arch).warp_size)
     verify_plan(plan)
     kernels = lower_plan(plan)
     if target == "cuda":
         from tessera.runtime.cuda import compile_plan
 
         return compile_plan(plan, kernels, graph)  # type: ignore[return-value]
+    if target == "hip":
+        from tessera.runtime.hip import compile_plan as compile_plan_hip
+
+        return compile_plan_hip(plan, kernels, graph)  # type: ignore[return-value]
     # A runtime per compile: its code cache (on disk, keyed by the kernels' text) is read and written at
     # each compile, which `tessera build` relies on to collect the object code into a bundle.
     compiled = CpuRuntime().compile(kernels)

@@ -4,8 +4,10 @@ A call binds the arguments (NumPy arrays for tensor parameters; Python values fo
 `str` parameters, which specialise the kernel; `float` parameters are run-time scalars), binds the dim
 symbols from the arrays' shapes and checks the `where` constraints (run-time E-SHAPE, as for `@jit`),
 then lowers the kernel to Tile IR once per (extents, dtypes, static arguments, grid, debug flag),
-compiles it through Tile -> Target -> LLVM on the CPU runtime, allocates the result of a kernel that
-returns a tile, launches it over its grid and returns the result (or None).
+compiles it for the configured target (Tile -> Target -> LLVM on the CPU runtime; on cuda the GPU
+lowering, PTX and the CUDA runtime: tessera/runtime/cuda_kernels.py), allocates the result of a
+kernel that returns a tile, launches it over its grid and returns the result (or None). On cuda, GPU
+tensors (DeviceArray, DLPack) are used in place and give a DeviceArray result.
 
 Tensors a kernel writes with `tile.store` are written in place: the array passed must already have
 the parameter's dtype and be writeable. With `TESSERA_DEBUG_BOUNDS=1` every load and store is checked
@@ -27,6 +29,7 @@ from tessera.frontend import ast
 from tessera.frontend.types import ScalarType, StrType, TensorType
 from tessera.ir.kernel_bounds import DEBUG_WIDTH, decode
 from tessera.runtime import values
+from tessera.runtime.device_array import as_device_array, is_device_array
 from tessera.runtime.dispatch import (
     UNAVAILABLE_TARGETS,
     RunConfig,
@@ -45,6 +48,7 @@ if TYPE_CHECKING:
     from tessera.ir.kernel_schedule import KernelSchedule
     from tessera.ir.kernel_to_tile import LoweredKernel
     from tessera.runtime.cpu import CompiledKernels
+    from tessera.runtime.cuda import CudaKernels
 
 
 def debug_bounds_enabled() -> bool:
@@ -65,7 +69,7 @@ class KernelKey:
 @dataclass
 class _Compiled:
     lowered: LoweredKernel
-    compiled: CompiledKernels
+    compiled: CompiledKernels | CudaKernels
 
 
 class KernelFunction:
@@ -143,7 +147,9 @@ class KernelFunction:
             if isinstance(p.ty, TensorType):
                 arrays[p.name] = to_tensor(v, p, p.ty, self.name, span)
                 given[p.name] = v
-            elif p.ty is None and isinstance(v, np.ndarray):
+            elif p.ty is None and (isinstance(v, np.ndarray) or is_device_array(v)):
+                if not isinstance(v, np.ndarray):  # a GPU tensor: used in place
+                    v = _device_array(v, p.name, self.name, span)
                 if values.tessera_dtype(v.dtype) is None:
                     raise runtime_error("E-DTYPE", f"argument '{p.name}' of '{self.name}' has the unsupported dtype "
                                         f"{v.dtype}", span)
@@ -160,6 +166,10 @@ class KernelFunction:
                 scalars[p.name] = float(v)
             else:
                 static[p.name] = _check_static(v, p.ty, p.name, self.name, span)
+        on_device = not all(isinstance(a, np.ndarray) for a in arrays.values())
+        if on_device and target != "cuda":
+            raise runtime_error("E-TYPE", f"'{self.name}' was given a CUDA device array but runs on the {target} "
+                                "target; use target='cuda', or copy the array to the host first", span)
         b = bind_symbols(self.sig, {n: tuple(a.shape) for n, a in arrays.items()}, span)
         check_constraints(self.sig, b, span, self.sources)
         debug = debug_bounds_enabled()
@@ -189,8 +199,13 @@ class KernelFunction:
             else:
                 assert low.result is not None
                 shape, dt = low.result
-                result = np.empty(shape, dtype=values.np_dtype(dt))
-                launch.append(result)
+                if on_device:  # device arrays in, a device array out
+                    from tessera.runtime.cuda_kernels import device_result
+
+                    result = device_result(shape, values.np_dtype(dt))  # type: ignore[assignment]
+                else:
+                    result = np.empty(shape, dtype=values.np_dtype(dt))
+                launch.append(result)  # type: ignore[arg-type]
         c.compiled.launch(low.kernel.name, launch)
         if debug_buf is not None:
             self._report_bounds(debug_buf, low, span)
@@ -198,17 +213,18 @@ class KernelFunction:
 
     def _compile(self, arrays: Mapping[str, np.ndarray], static: Mapping[str, object], symbols: Mapping[str, int],
                  grid: tuple[int, ...] | None, debug: bool) -> _Compiled:
-        from tessera.ir.kernel_to_tile import KernelArgs, lower_kernel
         from tessera.ir.target.ops import TargetIRError
         from tessera.runtime.cpu import default_runtime
 
-        dtypes: dict[str, DType] = {}
-        for n, a in arrays.items():
-            dt = values.tessera_dtype(a.dtype)
-            assert dt is not None
-            dtypes[n] = dt
-        args = KernelArgs({n: tuple(a.shape) for n, a in arrays.items()}, dtypes, dict(static), dict(symbols), grid)
-        low = lower_kernel(self.checked, self.fn, args, schedule=self.schedule, debug_bounds=debug)
+        low = self._lower(arrays, static, symbols, grid, debug)
+        if self.config.target == "cuda":
+            from tessera.runtime.cuda_kernels import compile_kernel
+
+            return _Compiled(low, compile_kernel(low, self.name))
+        if self.config.target == "hip":
+            from tessera.runtime.hip import compile_kernel as compile_kernel_hip
+
+            return _Compiled(low, compile_kernel_hip(low, self.name))  # type: ignore[arg-type]
         try:
             compiled = default_runtime().compile([low.kernel])
         except TargetIRError as ex:
@@ -218,8 +234,21 @@ class KernelFunction:
                         f"the CPU: {ex}", low.schedule.span) from None
         return _Compiled(low, compiled)
 
+    def _lower(self, arrays: Mapping[str, np.ndarray], static: Mapping[str, object], symbols: Mapping[str, int],
+               grid: tuple[int, ...] | None, debug: bool) -> LoweredKernel:
+        from tessera.ir.kernel_to_tile import KernelArgs, lower_kernel
+
+        dtypes: dict[str, DType] = {}
+        for n, a in arrays.items():
+            dt = values.tessera_dtype(a.dtype)
+            assert dt is not None
+            dtypes[n] = dt
+        args = KernelArgs({n: tuple(a.shape) for n, a in arrays.items()}, dtypes, dict(static), dict(symbols), grid)
+        return lower_kernel(self.checked, self.fn, args, schedule=self.schedule, debug_bounds=debug)
+
     def lowered(self, *args: object, grid: tuple[int, ...] | None = None, **kwargs: object) -> LoweredKernel:
-        """The Tile IR this call would run (for tests and tools): binds and compiles like a call."""
+        """The Tile IR this call would run (for tests and tools): binds and lowers like a call, without
+        compiling it for the target."""
         span = self.fn.name_span
         bound = self._bind(list(args), kwargs, span)
         arrays = {p.name: to_tensor(bound[p.name], p, p.ty, self.name, span) for p in self.sig.params
@@ -229,7 +258,7 @@ class KernelFunction:
         static = {p.name: bound[p.name] for p in self.sig.params if p.name not in arrays
                   and not (isinstance(p.ty, ScalarType) and p.ty.kind == "float")}
         b = bind_symbols(self.sig, {n: tuple(a.shape) for n, a in arrays.items()}, span)
-        return self._compile(arrays, static, dict(b.env), grid, debug_bounds_enabled()).lowered
+        return self._lower(arrays, static, dict(b.env), grid, debug_bounds_enabled())
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -247,6 +276,8 @@ class KernelFunction:
 
     def _check_written(self, name: str, arr: np.ndarray, given: object, span: Span) -> None:
         p = next(p for p in self.sig.params if p.name == name)
+        if not isinstance(arr, np.ndarray):
+            return  # a device array: never converted, written in place
         if arr is not given:
             have = values.describe(given)
             raise runtime_error("E-DTYPE", f"'{self.name}' writes its parameter '{name}' in place, so the array "
@@ -258,6 +289,13 @@ class KernelFunction:
 
     def _report_bounds(self, buf: np.ndarray, low: LoweredKernel, span: Span) -> None:
         report_bounds(self.name, buf, low, span if span != self.fn.name_span else None)
+
+
+def _device_array(v: object, pname: str, fn: str, span: Span) -> object:
+    try:
+        return as_device_array(v)
+    except ValueError as ex:
+        raise runtime_error("E-TYPE", f"argument '{pname}' of '{fn}': {ex}", span) from None
 
 
 def report_bounds(kernel: str, buf: np.ndarray, low: LoweredKernel, call_span: Span | None) -> None:
@@ -339,7 +377,7 @@ def lower_kernel_stage(checked: CheckResult, fn: ast.FunctionDef, stage: str, di
     sig = checked.signatures[fn]
     if stage in ("graph", "schedule"):
         raise StageError(f"'{fn.name}' is a @kernel: it is written at the tile level and has no {stage} stage; "
-                         "lower it with --stage tile, target or llvm")
+                         "lower it with --stage tile, target, llvm, ptx or hip")
     env = bind(sig, dims)
     missing = missing_symbols(sig, env)
     if missing:
@@ -372,6 +410,16 @@ def lower_kernel_stage(checked: CheckResult, fn: ast.FunctionDef, stage: str, di
     from tessera.runtime.cpu_features import cpu_target_info
 
     info = cpu_target_info()
+    if stage == "ptx":
+        from tessera.runtime.cuda import emit_kernels_ptx
+        from tessera.runtime.stages import cuda_arch
+
+        return note + emit_kernels_ptx([low.kernel], cuda_arch())
+    if stage == "hip":
+        from tessera.runtime.hip import emit_kernels_hip
+        from tessera.runtime.stages import hip_arch
+
+        return note + emit_kernels_hip([low.kernel], hip_arch())
     fn_t = to_target(low.kernel, info)
     if stage == "target":
         from tessera.ir.target.printer import print_function

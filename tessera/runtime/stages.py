@@ -1,7 +1,8 @@
 """The lowering stages of one `@jit` function, as `tessera lower`, `tessera build` and the REPL's
 `:lower` show them: Graph IR (symbolic, or specialised to `--dim` extents) → Schedule IR (a plan of
 fused kernels) → Tile IR (one tile program per kernel) → Target IR → LLVM IR (the CPU) or PTX (CUDA GPUs,
-for $TESSERA_CUDA_ARCH: sm_90a by default, or sm_80).
+for $TESSERA_CUDA_ARCH: sm_90a by default, or sm_80) or HIP C++ (AMD GPUs, for $TESSERA_HIP_ARCH: gfx90a
+by default).
 
 Every stage below the graph needs concrete extents for every dim symbol; `missing_symbols` says which
 are not bound yet.
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
     from tessera.ir.graph.ops import Function
 
 STAGES = ("graph", "schedule", "tile", "target", "llvm", "ptx", "hip")
-UNAVAILABLE_STAGES = ("hip",)
+UNAVAILABLE_STAGES: tuple[str, ...] = ()
 
 
 class StageError(Exception):
@@ -45,6 +46,17 @@ def cuda_arch() -> str:
     if arch not in ARCHS:
         raise StageError(f"TESSERA_CUDA_ARCH={arch} is not a known architecture ({', '.join(ARCHS)})")
     return arch
+
+
+def hip_arch() -> str:
+    """The AMD GPU architecture `--stage hip` emits for: $TESSERA_HIP_ARCH, else gfx90a."""
+    from tessera.ir.target.info import DEFAULT_AMD_ARCH, amd_arch
+
+    arch = os.environ.get("TESSERA_HIP_ARCH", "").strip() or DEFAULT_AMD_ARCH
+    try:
+        return amd_arch(arch).name
+    except ValueError as ex:
+        raise StageError(f"TESSERA_HIP_ARCH={arch}: {ex}") from None
 
 
 def bind(sig: Signature, dims: Mapping[str, int]) -> dict[str, int]:
@@ -100,6 +112,7 @@ class Lowered:
     target_fns: list[Any] | None = None
     llvm: str | None = None
     ptx: str | None = None
+    hip: str | None = None
 
 
 def graph_of(checked: CheckResult, fn: ast.FunctionDef, static: Mapping[str, object],
@@ -151,6 +164,15 @@ def lower_to(checked: CheckResult, fn: ast.FunctionDef, stage: str, static: Mapp
     from tessera.ir.graph_to_schedule import partition
 
     low.plan = partition(low.graph)
+    if stage == "ptx":
+        from tessera.ir.schedule.gpu_heuristics import retarget
+
+        retarget(low.plan)  # the schedules compile_function(target="cuda") runs
+    if stage == "hip":
+        from tessera.ir.schedule.gpu_heuristics import retarget
+        from tessera.ir.target.info import hip_target_info
+
+        retarget(low.plan, warp=hip_target_info(hip_arch()).warp_size)  # as compile_function(target="hip")
     if stage == "schedule":
         return low
     from tessera.ir.schedule_to_tile import lower_plan
@@ -162,6 +184,11 @@ def lower_to(checked: CheckResult, fn: ast.FunctionDef, stage: str, static: Mapp
         from tessera.runtime.cuda import emit_kernels_ptx
 
         low.ptx = emit_kernels_ptx(low.kernels, cuda_arch())
+        return low
+    if stage == "hip":
+        from tessera.runtime.hip import emit_kernels_hip
+
+        low.hip = emit_kernels_hip(low.kernels, hip_arch())
         return low
     from tessera.ir.tile_to_target import lower_kernel
     from tessera.runtime.cpu_features import cpu_target_info
@@ -197,5 +224,8 @@ def render(low: Lowered, stage: str) -> str:
     if stage == "ptx":
         assert low.ptx is not None
         return low.ptx
+    if stage == "hip":
+        assert low.hip is not None
+        return low.hip
     assert low.llvm is not None
     return low.llvm

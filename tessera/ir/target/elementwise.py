@@ -61,8 +61,10 @@ class Elementwise:
         if not in_dt.is_float:
             return self._int_op(name, args, in_dt)
         x = args[0]
-        if name in ("add", "sub", "mul", "div", "pow"):
-            r = b.op(name, *args) if name != "pow" else b.op("pow", *args)
+        if name in ("add", "sub", "mul", "div"):
+            r = b.op(name, *args)
+        elif name == "pow":
+            r = m.pow(args[0], args[1])
         elif name in ("maximum", "minimum"):
             r = b.op("max" if name == "maximum" else "min", *args)
         elif name == "floordiv":
@@ -85,8 +87,10 @@ class Elementwise:
             r = b.op("sqrt", x)
         elif name == "rsqrt":
             r = b.op("div", b.like(1.0, x), b.op("sqrt", x))
-        elif name in ("sin", "cos"):
-            r = b.op(name, x)
+        elif name == "sin":
+            r = m.sin(x)
+        elif name == "cos":
+            r = m.cos(x)
         elif name == "tanh":
             r = m.tanh(x)
         elif name == "erf":
@@ -204,7 +208,7 @@ class Elementwise:
         """NumPy's floor_divide and remainder on floats (npy_divmod)."""
         b = self.b
         zero = b.like(0.0, a)
-        mod = b.op("rem", a, d)
+        mod = self.math.fmod(a, d)
         div = b.op("div", b.op("sub", a, mod), d)
         nonzero = b.cmp("une", mod, zero)
         wrong_sign = b.cmp("ne", b.cmp("olt", d, zero), b.cmp("olt", mod, zero))

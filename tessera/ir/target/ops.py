@@ -182,7 +182,7 @@ class TargetOpDef:
     n_operands: int  # -1: variadic
     attrs: tuple[str, ...]  # required attribute names
     rule: TypeRule | None  # None: results are declared by the builder (const, alloca, loads...)
-    category: str  # arith | math | compare | cast | vector | memory | control | id | sync
+    category: str  # arith | math | compare | cast | vector | memory | control | id | sync | matrix
     doc: str = ""
 
 
@@ -354,7 +354,7 @@ def _ptrtoint(ts: Sequence[TargetType], a: dict[str, AttrValue]) -> list[TargetT
 def _shuffle(ts: Sequence[TargetType], a: dict[str, AttrValue]) -> list[TargetType]:
     _need(isinstance(ts[0], Scalar), f"shuffle_xor takes a scalar, got {ts[0]}")
     m = a["mask"]
-    _need(isinstance(m, int) and 0 < m < 32, f"shuffle_xor lane mask must be in 1..31, got {m}")
+    _need(isinstance(m, int) and 0 < m < 64, f"shuffle_xor lane mask must be in 1..63, got {m}")
     return [ts[0]]
 
 
@@ -405,4 +405,66 @@ _def("barrier", 0, (), _none, "sync", "all threads of the program reach this poi
 _def("shared", 0, ("count", "elem"), _shared, "memory",
      "an array of count elem values shared by the threads of a GPU program (one per function)")
 _def("shuffle_xor", 1, ("mask",), _shuffle, "sync",
-     "GPU: the value of the warp lane whose index is this lane's xor mask (all 32 lanes take part)")
+     "GPU: the value of the warp lane whose index is this lane's xor mask (the whole warp takes part: "
+     "32 lanes, or an AMD wavefront of 64)")
+
+
+# -- matrix units and asynchronous copies (GPU; rules and PTX in tessera/ir/gpu_mma.py, codegen/ptx.py)
+
+
+def _mma(ts: Sequence[TargetType], a: dict[str, AttrValue]) -> list[TargetType]:
+    from tessera.ir.gpu_mma import mma_types
+
+    want = mma_types(str(a["layout"]), str(a["ab"]))
+    _need(tuple(ts) == want[:3], f"mma {a['layout']} {a['ab']} takes ({', '.join(map(str, want[:3]))}), got "
+                                 f"({', '.join(map(str, ts))})")
+    return [want[3]]
+
+
+def _ldmatrix(ts: Sequence[TargetType], a: dict[str, AttrValue]) -> list[TargetType]:
+    p = ts[0]
+    _need(isinstance(p, Pointer) and p.space == "shared" and p.elem.bits == 16,  # type: ignore[union-attr]
+          f"ldmatrix reads 16-bit elements from shared memory, got {p}")
+    n = a["count"]
+    _need(n in (1, 2, 4), f"ldmatrix count must be 1, 2 or 4, got {n}")
+    _need(isinstance(a["trans"], bool), "ldmatrix trans must be a bool")
+    return [vec(I32, int(n))]  # type: ignore[call-overload]
+
+
+def _cp_async(ts: Sequence[TargetType], a: dict[str, AttrValue]) -> list[TargetType]:
+    dst, src, size = ts
+    _need(isinstance(dst, Pointer) and dst.space == "shared", f"cp_async writes shared memory, got {dst}")
+    _need(isinstance(src, Pointer) and src.space == "global", f"cp_async reads global memory, got {src}")
+    _need(size == I32, f"cp_async source size must be i32, got {size}")
+    _need(a["bytes"] in (4, 8, 16), f"cp_async copies 4, 8 or 16 bytes, got {a['bytes']}")
+    return []
+
+
+def _cp_wait(ts: Sequence[TargetType], a: dict[str, AttrValue]) -> list[TargetType]:
+    n = a["pending"]
+    _need(isinstance(n, int) and 0 <= n < 8, f"cp_async_wait pending must be in 0..7, got {n}")
+    return []
+
+
+def _ptrcast(ts: Sequence[TargetType], a: dict[str, AttrValue]) -> list[TargetType]:
+    p, elem = ts[0], a["elem"]
+    _need(isinstance(p, Pointer), f"ptrcast takes a pointer, got {p}")
+    _need(isinstance(elem, str) and elem in SCALAR_KINDS, f"ptrcast elem {elem}: not a scalar kind")
+    return [Pointer(p.space, Scalar(elem))]  # type: ignore[union-attr, arg-type]
+
+
+_def("mma", 3, ("layout", "ab"), _mma, "matrix",
+     "mma(a, b, c) = a @ b + c on one warp-wide tile: fragments of A, B, C spread over the lanes of a warp "
+     "in the layout `layout` (a row of tessera/ir/gpu_mma.py: shape and lane mapping), A and B of 16-bit "
+     "`ab` (bf16, f16) packed in pairs per i32, C and the result f32; the whole warp takes part")
+_def("ldmatrix", 1, ("count", "trans"), _ldmatrix, "matrix",
+     "warp-wide load of `count` 8x8 matrices of 16-bit elements from shared memory: lane 8i+r gives the "
+     "address of row r of matrix i; lane l gets (row l/4, cols 2(l%4), +1) of each matrix (transposed with "
+     "trans) as one i32; the whole warp takes part")
+_def("cp_async", 3, ("bytes",), _cp_async, "memory",
+     "cp_async(dst, src, size): copy `bytes` bytes global -> shared asynchronously, bytes from `size` on "
+     "written as zero; complete (for this thread) after a cp_async_wait that covers its group")
+_def("cp_async_commit", 0, (), _none, "sync", "close the thread's current group of cp_async copies")
+_def("cp_async_wait", 0, ("pending",), _cp_wait, "sync",
+     "wait until at most `pending` of the thread's committed cp_async groups are incomplete")
+_def("ptrcast", 1, ("elem",), _ptrcast, "memory", "the same address as a pointer to another element type")

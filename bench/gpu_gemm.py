@@ -1,0 +1,180 @@
+"""bf16 GEMM on the CUDA backend (tensor cores: tessera/ir/gpu_pipeline.py) against torch.matmul.
+
+    python3 bench/gpu_gemm.py                       # 4096^3 and 8192^3 with the default cuda schedule
+    python3 bench/gpu_gemm.py --sweep               # and a few schedules at 4096^3
+    python3 bench/gpu_gemm.py --check-only          # correctness at small and ragged sizes only
+
+`y = cast(a @ b, bf16)` with f32 accumulation is compiled through Graph -> Schedule -> Tile -> Target
+IR -> PTX -> the driver. Each case is first checked: fresh random inputs, the output buffer poisoned
+(0xFF bytes: NaN), ‖y - ref‖ / ‖ref‖ against the float64 product (bound: bf16 rounding of the output,
+2^-8, with room for the f32 accumulation order). Then the plan runs on device-resident buffers, timed
+with CUDA events: warm-up, then the median of REPEATS runs; torch.matmul on the same bf16 inputs is
+timed the same way. TFLOP/s counts 2 M N K.
+
+`gemm_rows()` returns the rows (dicts) for bench/gpu.py's table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import traceback
+from pathlib import Path
+
+import ml_dtypes
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from gpu import rel_err, time_plan  # the checks and timing every GPU bench shares
+
+import tessera
+from tessera.ir.schedule.gpu_heuristics import matmul_schedule, retarget
+from tessera.runtime import cuda
+
+WARMUP = 5
+REPEATS = 20
+TOL = 2.0 ** -8 + 1e-3
+MM = '''
+@jit
+def mm(a: Tensor["M", "K", bf16 @accum(f32)], b: Tensor["K", "N", bf16]) -> Tensor["M", "N", bf16]:
+    return cast(a @ b, bf16)
+'''
+CHECK_SIZES = [(128, 128, 256), (256, 384, 512), (200, 136, 72), (131, 77, 45), (1000, 1000, 1000)]
+SWEEP = [((128, 128), 32, 4, 3), ((128, 128), 32, 4, 4), ((128, 128), 64, 4, 3), ((128, 256), 32, 8, 3),
+         ((128, 256), 32, 8, 4), ((256, 128), 32, 8, 3), ((128, 256), 64, 8, 3), ((64, 128), 32, 4, 4)]
+
+
+def compile_gemm(m: int, n: int, k: int, schedule: tuple | None = None) -> cuda.CudaCompiledFunction:
+    """The mm plan for these extents, compiled for the device; `schedule` = (block, k, warps, stages)
+    replaces the cuda heuristics' choice for the matmul call."""
+    from tessera.ir.graph_to_schedule import partition
+    from tessera.ir.schedule.verify import verify_plan
+    from tessera.ir.schedule_to_tile import lower_plan
+
+    jit = tessera.compile(MM, target="cuda").mm
+    graph = jit.specialized_graph({}, {"M": m, "N": n, "K": k})
+    plan = retarget(partition(graph))
+    if schedule is not None:
+        block, bk, warps, stages = schedule
+        for call in plan.calls:
+            s = matmul_schedule(call, block=block, k=bk, warps=warps, stages=stages)
+            if s is not None:
+                call.schedule = s
+    verify_plan(plan)
+    fn = cuda.compile_plan(plan, lower_plan(plan), graph)
+    fn.poison = True
+    return fn
+
+
+def inputs(rng: np.random.Generator, m: int, n: int, k: int) -> list[np.ndarray]:
+    bf = ml_dtypes.bfloat16
+    return [rng.standard_normal((m, k)).astype(bf), rng.standard_normal((k, n)).astype(bf)]
+
+
+def reference(xs: list[np.ndarray]) -> np.ndarray:
+    return xs[0].astype(np.float64) @ xs[1].astype(np.float64)
+
+
+def torch_ms(xs: list[np.ndarray]) -> float | None:
+    try:
+        import torch
+    except ImportError:
+        return None
+    if not torch.cuda.is_available():
+        return None
+    a, b = (torch.from_numpy(x.view(np.int16)).cuda().view(torch.bfloat16) for x in xs)
+    for _ in range(WARMUP):
+        torch.matmul(a, b)
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(REPEATS):
+        s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        s.record()
+        torch.matmul(a, b)
+        e.record()
+        e.synchronize()
+        times.append(s.elapsed_time(e))
+    return statistics.median(times)
+
+
+def gemm_row(rng: np.random.Generator, m: int, n: int, k: int, schedule: tuple | None = None,
+             timed: bool = True, data: tuple[list[np.ndarray], np.ndarray] | None = None) -> dict[str, object]:
+    """Check (and time) one GEMM: name, shape, ok, err, ms, tflops, torch_ms, torch_tflops, note.
+    `data`: (inputs, float64 reference) shared by the schedules of one shape (fresh ones if None)."""
+    sched = "default" if schedule is None else f"{schedule[0][0]}x{schedule[0][1]} k{schedule[1]} " \
+                                                f"w{schedule[2]} s{schedule[3]}"
+    row: dict[str, object] = {"name": f"gemm bf16 [{sched}]", "shape": f"{m}x{n}x{k}", "ok": False,
+                              "err": None, "ms": None, "tflops": None, "torch_ms": None, "torch_tflops": None,
+                              "note": ""}
+    try:
+        fn = compile_gemm(m, n, k, schedule)
+        if data is None:
+            fresh = inputs(rng, m, n, k)
+            data = (fresh, reference(fresh))
+        xs, ref = data
+        got = fn(*xs)[0]
+        row["err"] = err = rel_err(got, ref)
+        row["ok"] = bool(err <= TOL)
+        if timed:
+            flop = 2.0 * m * n * k
+            row["ms"] = ms = time_plan(fn, xs)
+            row["tflops"] = flop / (ms * 1e-3) / 1e12
+            tm = torch_ms(xs)
+            if tm is not None:
+                row["torch_ms"], row["torch_tflops"] = tm, flop / (tm * 1e-3) / 1e12
+    except Exception as ex:  # noqa: BLE001 - reported in the table, the run goes on
+        row["note"] = f"{type(ex).__name__}: {str(ex).splitlines()[0][:100] if str(ex) else ''}"
+        traceback.print_exc()
+    return row
+
+
+def gemm_rows(sizes: tuple[int, ...] = (4096, 8192), sweep: bool = False, check: bool = True,
+              rng: np.random.Generator | None = None) -> list[dict[str, object]]:
+    """Correctness at small and ragged sizes, then the timed square GEMMs (and the schedule sweep)."""
+    rng = rng or np.random.default_rng()
+    rows = [gemm_row(rng, m, n, k, timed=False) for m, n, k in CHECK_SIZES] if check else []
+    for i, s in enumerate(sizes):
+        xs = inputs(rng, s, s, s)
+        data = (xs, reference(xs))
+        rows.append(gemm_row(rng, s, s, s, data=data))
+        if sweep and i == 0:
+            rows += [gemm_row(rng, s, s, s, sc, data=data) for sc in SWEEP]
+    return rows
+
+
+def fmt(v: object, spec: str) -> str:
+    return "-" if v is None else format(v, spec)
+
+
+def print_table(rows: list[dict[str, object]]) -> None:
+    print(f"{'case':34} {'shape':>16} {'ok':>3} {'rel err':>9} {'ms':>8} {'TFLOP/s':>8} {'torch ms':>9} "
+          f"{'torch TF/s':>10} {'vs torch':>8}  note")
+    for r in rows:
+        ratio = None if r["tflops"] is None or r["torch_tflops"] is None else \
+            float(r["tflops"]) / float(r["torch_tflops"])  # type: ignore[arg-type]
+        print(f"{r['name']!s:34} {r['shape']!s:>16} {'yes' if r['ok'] else 'NO':>3} {fmt(r['err'], '.2e'):>9} "
+              f"{fmt(r['ms'], '.3f'):>8} {fmt(r['tflops'], '.1f'):>8} {fmt(r['torch_ms'], '.3f'):>9} "
+              f"{fmt(r['torch_tflops'], '.1f'):>10} {fmt(ratio, '.2f'):>8}  {r['note']}")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sweep", action="store_true", help="also time the schedules of SWEEP at the first size")
+    ap.add_argument("--check-only", action="store_true", help="correctness at the small sizes only")
+    ap.add_argument("--sizes", type=int, nargs="*", default=[4096, 8192])
+    args = ap.parse_args()
+    why = cuda.available()
+    if why is not None:
+        print(f"no CUDA device: {why}")
+        return 2
+    rows = gemm_rows(() if args.check_only else tuple(args.sizes), sweep=args.sweep)
+    print_table(rows)
+    return 0 if all(r["ok"] for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

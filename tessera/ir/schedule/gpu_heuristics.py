@@ -1,0 +1,123 @@
+"""GPU schedules for the memory-bound kernel patterns: elementwise, copy and single-pass row
+reductions. The CPU schedules (`heuristics.choose`) stay as they are; `retarget(plan)` replaces them
+in a plan compiled for a GPU, before it is lowered to Tile IR.
+
+The numbers come from the GPU lowering (tessera/ir/tile_to_target_gpu.py and gpu_layout.py): a
+thread holds slots of one 16-byte vector each (`vec` elements of the kernel's narrowest tensor
+dtype), and a block that lies inside its tensor is loaded with all its slots' vector loads in
+flight at once (tessera/ir/gpu_memory.py). What a memory-bound kernel needs is enough bytes in
+flight per SM and whole, exact layouts (every slot of every thread part of the block):
+
+- elementwise / copy: a program is `warps` warps each thread of which holds `slots` consecutive-
+  in-the-warp vectors of every operand: a block of (1, 32 * warps * vec * slots) elements along
+  the last collapsed axis (2 vectors, 32 bytes, per thread and operand by default: the best of 1, 2,
+  4 and 8 measured on an H100, where a bf16 add then runs at the device's copy rate). Rows shorter
+  than one vector per thread keep the CPU schedule;
+- row_reduction (the row in one block): one program per row, `row_elements` elements per thread
+  (the row stays in registers: 32 f32 values when the row is the only row-wide input, 16 when
+  weights come with it, whose registers would otherwise halve the programs an SM holds: 8 warps for
+  an 8192-wide bf16 softmax, 16 for a layernorm), at least one warp per row;
+  rows too short to fill a warp's worth get several rows per program, one warp each, so a program
+  has at least 4 warps. Longer rows keep the CPU schedule;
+- matmul: the tensor-core tiles of `matmul_schedule` (bf16/f16 operands; bench/gpu_gemm.py).
+Other patterns keep the CPU schedule.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from tessera.ir.schedule.heuristics import SINGLE_PASS_ROW, pow2_at_least
+from tessera.ir.schedule.ops import KernelCall, Plan
+from tessera.ir.tile.ops import Schedule
+
+VECTOR_BYTES = 16  # one vector access per slot (the GPU lowering's VECTOR_BYTES)
+ELEMENTWISE_WARPS = 4
+ELEMENTWISE_SLOTS = 2  # vectors per thread and operand (bench/NOTES-gpu.md: 2 beat 1, 4 and 8)
+# Row elements per thread in a single-pass row reduction: 32 f32 registers of the row when the row is
+# the one row-wide input (softmax), 16 when others come with it (a norm's weights and biases are held
+# too): measured on an H100, bench/NOTES-gpu.md.
+ROW_ELEMENTS = 32
+ROW_ELEMENTS_WITH_WEIGHTS = 16
+MIN_WARPS = 4
+MAX_THREADS = 1024
+
+
+def _pow2_floor(n: int) -> int:
+    return 1 << (max(1, n).bit_length() - 1)
+
+
+def vector_elements(call: KernelCall) -> int:
+    """Elements per 16-byte vector of the kernel's narrowest tensor dtype (what the lowering uses)."""
+    narrowest = min((max(1, a.buffer.dtype.bits // 8) for a in call.args), default=4)
+    return max(1, VECTOR_BYTES // narrowest)
+
+
+def row_inputs(call: KernelCall) -> int:
+    """How many of the call's inputs are read whole, row by row (the row itself, broadcast weights)."""
+    return sum(1 for a in call.args if a.role == "in" and a.part == "full")
+
+
+def gpu_schedule(call: KernelCall, *, warp: int = 32, slots: int = ELEMENTWISE_SLOTS,
+                 elementwise_warps: int = ELEMENTWISE_WARPS, row_elements: int | None = None) -> Schedule | None:
+    """The GPU schedule of a memory-bound call (module docstring), or None to keep its own.
+    `row_elements` (row elements per thread) defaults by the call's row-wide inputs."""
+    ext = call.space.extents
+    if len(ext) < 2:
+        return None
+    rows, cols = ext[-2], ext[-1]
+    v = vector_elements(call)
+    s = call.schedule
+    if call.pattern in ("elementwise", "copy"):
+        threads = warp * elementwise_warps
+        if cols < threads * v:
+            return None
+        per_thread = min(_pow2_floor(slots), _pow2_floor(cols // (threads * v)))
+        return replace(s, block=(1, threads * v * per_thread), warps=elementwise_warps)
+    if call.pattern == "row_reduction" and cols <= SINGLE_PASS_ROW:
+        if row_elements is None:
+            row_elements = ROW_ELEMENTS if row_inputs(call) <= 1 else ROW_ELEMENTS_WITH_WEIGHTS
+        bk = pow2_at_least(cols)
+        chunks = max(1, bk // v)
+        per_row = min(chunks, MAX_THREADS, max(warp, _pow2_floor(bk // max(1, row_elements))))
+        if per_row < warp:
+            return None  # a row narrower than a warp's vectors: the CPU schedule's layout decides
+        row_warps = per_row // warp
+        br = min(pow2_at_least(rows), max(1, MIN_WARPS // row_warps))
+        return replace(s, block=(br, bk), warps=row_warps * br)
+    if call.pattern == "matmul":
+        return matmul_schedule(call)
+    return None
+
+
+# Tensor-core matmuls (tessera/ir/gpu_pipeline.py): 16-bit operands, 128 x 128 output tiles over 4
+# warps (64 x 64 each), k = 64 in 3 pipeline stages (the best measured on an H100, bench/gpu_gemm.py);
+# smaller tiles for small outputs.
+MATMUL_BLOCK = (128, 128)
+MATMUL_K = 64
+MATMUL_WARPS = 4
+MATMUL_STAGES = 3
+
+
+def matmul_schedule(call: KernelCall, block: tuple[int, int] = MATMUL_BLOCK, k: int = MATMUL_K,
+                    warps: int = MATMUL_WARPS, stages: int = MATMUL_STAGES) -> Schedule | None:
+    """The tensor-core schedule of a matmul call whose operands are bf16 or f16, else None."""
+    ops = [a for a in call.args if a.part in ("lhs", "rhs")]
+    if len(ops) != 2 or any(a.buffer.dtype.name not in ("bf16", "f16") for a in ops):
+        return None
+    m, n = call.space.extents[-2], call.space.extents[-1]
+    bm = min(block[0], max(32, pow2_at_least(m)))
+    bn = min(block[1], max(32, pow2_at_least(n)))
+    bk = min(k, max(16, pow2_at_least(call.space.k or 1)))
+    return replace(call.schedule, block=(bm, bn), k=bk, warps=warps, stages=stages)
+
+
+def retarget(plan: Plan, *, warp: int = 32, **params: int) -> Plan:
+    """Give the memory-bound calls of `plan` their GPU schedules (in place; returns the plan).
+    `params` override the defaults of `gpu_schedule` (bench/gpu.py sweeps them)."""
+    for step in plan.steps:
+        if isinstance(step, KernelCall):
+            s = gpu_schedule(step, warp=warp, **params)
+            if s is not None:
+                step.schedule = s
+    return plan

@@ -1,0 +1,451 @@
+"""What every GPU runtime shares, whatever the vendor: device views, argument checks, the kernel
+argument block, running kernels on NumPy arrays and running Schedule IR plans on device buffers.
+
+A vendor runtime (tessera/runtime/hip.py; tessera/runtime/cuda.py holds its own copy of this logic
+until it moves onto these classes) supplies a device and a kernel set with a small interface:
+
+- `GpuDevice`: `alloc(nbytes, kernel)` -> a `GpuBuffer` (`ptr`, `copy_from`, `copy_to`,
+  `fill_bytes`, `to_host`, `free`; `DeviceBufferBase` has the vendor-neutral part),
+  `to_device(array)`, `synchronize(kernel)`, `make_current()`; `ProcessDevice` holds the process's
+  device (created on first use, a failure remembered as one line), `LoadedSets` its loaded
+  kernel sets;
+- `GpuKernels`: `device`, `kernel(name)` and `launch_device(name, views, stream)`; `launch` (NumPy
+  arrays in, copied to the device and back) and plans (`GpuCompiledFunction`) are built on those.
+
+Launches pass the arguments of `tessera.ir.tile_to_target_gpu.gpu_abi` (a 64-bit pointer, extents
+and strides in elements per tensor, then the grid) as one C array of pointers to the values, the
+kernel-parameter form both vendors' driver APIs take (`launch_arguments`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import math
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, Protocol, TypeVar
+
+import numpy as np
+
+from tessera.diagnostics import Diagnostic, TesseraRuntimeError
+from tessera.dtypes import numpy_dtype
+from tessera.ir.schedule.ops import Buffer, HostPrint, KernelCall, Plan
+from tessera.ir.tile.ops import Kernel, TensorRefType
+from tessera.source import Span
+
+
+class GpuRuntimeError(TesseraRuntimeError):
+    """A GPU failure (no runtime or device, a failed API call, bad launch arguments): a run-time
+    error (exit code 3), with a one-line message naming the call and the kernel."""
+
+    span = Span("<gpu>", 1, 1, 1, 1)
+
+    def __init__(self, message: str) -> None:
+        super().__init__(Diagnostic("E-RUNTIME", message, self.span))
+        self.message = message
+
+
+class GpuBuffer(Protocol):
+    ptr: int
+    nbytes: int
+
+    def copy_from(self, host_ptr: int, nbytes: int, offset: int = 0, kernel: str | None = None) -> None: ...
+
+    def copy_to(self, host_ptr: int, nbytes: int, offset: int = 0, kernel: str | None = None) -> None: ...
+
+    def fill_bytes(self, value: int) -> None: ...
+
+    def to_host(self, shape: tuple[int, ...], dtype: np.dtype, offset: int = 0) -> np.ndarray: ...
+
+    def free(self) -> None: ...
+
+
+class GpuDevice(Protocol):
+    def alloc(self, nbytes: int, kernel: str | None = None) -> GpuBuffer: ...
+
+    def to_device(self, a: np.ndarray, kernel: str | None = None) -> GpuBuffer: ...
+
+    def synchronize(self, kernel: str | None = None) -> None: ...
+
+
+class DeviceBufferBase:
+    """One device allocation (`ptr`, `nbytes`), freed by `free()` or when collected; a vendor sets
+    `_release(ptr)` and the copies."""
+
+    def __init__(self, device: Any, ptr: int, nbytes: int) -> None:
+        self.device = device
+        self.ptr = ptr
+        self.nbytes = nbytes
+
+    def _release(self, ptr: int) -> None:
+        raise NotImplementedError
+
+    def copy_to(self, host_ptr: int, nbytes: int, offset: int = 0, kernel: str | None = None) -> None:
+        raise NotImplementedError
+
+    def to_host(self, shape: tuple[int, ...], dtype: np.dtype, offset: int = 0) -> np.ndarray:
+        out = np.empty(shape, dtype)
+        self.copy_to(out.ctypes.data, out.nbytes, offset)
+        return out
+
+    def free(self) -> None:
+        if self.ptr:
+            ptr, self.ptr = self.ptr, 0
+            self._release(ptr)
+
+    def __del__(self) -> None:
+        if self.ptr and not sys.is_finalizing():
+            with contextlib.suppress(Exception):  # never raise from a finaliser
+                self.free()
+
+
+D = TypeVar("D")
+
+
+class ProcessDevice(Generic[D]):
+    """A vendor's process-wide device, created on first use by `create` (made current again at every
+    later use); a failure to create it is remembered, so every later use raises the same one-line
+    error without retrying."""
+
+    def __init__(self, create: Callable[[], D], error: type[GpuRuntimeError]) -> None:
+        self._create = create
+        self._error = error
+        self._device: D | None = None
+        self._failure: str | None = None
+        self._lock = threading.Lock()
+
+    def get(self) -> D:
+        with self._lock:
+            if self._device is None:
+                if self._failure is not None:
+                    raise self._error(self._failure)
+                try:
+                    self._device = self._create()
+                except GpuRuntimeError as ex:
+                    self._failure = ex.message
+                    raise
+            else:
+                self._device.make_current()  # type: ignore[attr-defined]
+            return self._device
+
+    def available(self) -> str | None:
+        """None when kernels can run on the device, else one line saying why not."""
+        try:
+            self.get()
+        except GpuRuntimeError as ex:
+            return ex.message
+        return None
+
+
+K = TypeVar("K")
+
+
+class LoadedSets(Generic[K]):
+    """The kernel sets a runtime has loaded, by what they were compiled from: `get(tag, arch,
+    kernels, build)` checks the kernels (unique names, verified Tile IR) and builds a set only the
+    first time a key is seen (the key: the tag, the architecture and the kernels' text)."""
+
+    def __init__(self) -> None:
+        self._sets: dict[str, K] = {}
+        self._lock = threading.Lock()
+
+    def get(self, tag: str, arch: str, kernels: Sequence[Kernel], build: Callable[[], K]) -> K:
+        from tessera.ir.tile.printer import print_kernel
+        from tessera.ir.tile.verify import verify_kernel
+        from tessera.runtime.cache import cache_key
+
+        names = [k.name for k in kernels]
+        if len(set(names)) != len(names):
+            raise ValueError(f"kernel names must be unique within one compile: {names}")
+        for k in kernels:
+            verify_kernel(k)
+        key = cache_key([tag, arch, *(print_kernel(k) for k in kernels)])
+        with self._lock:
+            hit = self._sets.get(key)
+        if hit is not None:
+            return hit
+        built = build()
+        with self._lock:
+            return self._sets.setdefault(key, built)
+
+
+@dataclass(frozen=True)
+class DeviceView:
+    """A strided view of device memory: element (i0, ...) at ptr + sum(i * stride) * itemsize."""
+
+    ptr: int
+    shape: tuple[int, ...]
+    strides: tuple[int, ...]  # in elements
+    dtype: np.dtype
+
+
+def address(a: np.ndarray) -> int:
+    return int(a.__array_interface__["data"][0])
+
+
+def host_clusters(arrays: Sequence[np.ndarray]) -> list[tuple[list[int], int, int]]:
+    """The host memory the arrays' elements occupy, as (array indices, first byte, end byte) per
+    group of arrays whose spans overlap (so that they share one device copy)."""
+    spans = []
+    for a in arrays:
+        if a.size == 0:
+            spans.append((address(a), address(a)))
+            continue
+        lo = sum(min(0, (n - 1) * s) for n, s in zip(a.shape, a.strides))
+        hi = sum(max(0, (n - 1) * s) for n, s in zip(a.shape, a.strides)) + a.itemsize
+        spans.append((address(a) + lo, address(a) + hi))
+    out: list[tuple[list[int], int, int]] = []
+    for i in sorted(range(len(arrays)), key=lambda i: spans[i][0]):
+        lo, hi = spans[i]
+        if out and lo < out[-1][2]:
+            out[-1][0].append(i)
+            out[-1] = (out[-1][0], out[-1][1], max(out[-1][2], hi))
+        else:
+            out.append(([i], lo, hi))
+    return out
+
+
+ErrorType = Callable[[str], Exception]
+
+
+def _describe(kernel: str, i: int, hint: str) -> str:
+    return f"kernel {kernel}: argument {i} ({hint or '?'})"
+
+
+def check_view(error: ErrorType, kernel: str, i: int, hint: str, ty: TensorRefType, v: DeviceView) -> None:
+    want = np.dtype(numpy_dtype(ty.dtype))
+    if np.dtype(v.dtype) != want:
+        raise error(f"{_describe(kernel, i, hint)} has dtype {v.dtype}, the kernel takes {ty.dtype} ({want})")
+    if len(v.shape) != ty.rank or len(v.strides) != ty.rank:
+        raise error(f"{_describe(kernel, i, hint)} has rank {len(v.shape)}, the kernel takes rank {ty.rank}")
+
+
+def check_array(error: ErrorType, kernel: str, i: int, hint: str, ty: TensorRefType, role: str,
+                a: np.ndarray) -> None:
+    what = _describe(kernel, i, hint)
+    if not isinstance(a, np.ndarray):
+        raise error(f"{what} must be a NumPy array, got {type(a).__name__}")
+    want = np.dtype(numpy_dtype(ty.dtype))
+    if a.dtype != want:
+        raise error(f"{what} has dtype {a.dtype}, the kernel takes {ty.dtype} ({want})")
+    if not a.dtype.isnative:
+        raise error(f"{what} is not in native byte order")
+    if a.ndim != ty.rank:
+        raise error(f"{what} has rank {a.ndim}, the kernel takes rank {ty.rank}")
+    if any(s % a.itemsize for s in a.strides):
+        raise error(f"{what} has strides {a.strides} that are not whole elements")
+    if role in ("out", "inout") and not a.flags.writeable:
+        raise error(f"{what} is written by the kernel but the array is read-only")
+
+
+@dataclass
+class LaunchArguments:
+    """One launch's programs and its kernel-parameter block (`pointer`: the address of an array of
+    pointers to the argument values, which must stay alive until the launch call returns)."""
+
+    programs: int
+    values: list[ctypes.c_uint64 | ctypes.c_int64]
+    block: Any
+
+    @property
+    def pointer(self) -> int:
+        return ctypes.addressof(self.block)
+
+
+def launch_arguments(error: ErrorType, k: Kernel, views: Sequence[DeviceView]) -> LaunchArguments:
+    """The checked arguments of launching `k` over its whole grid on `views` (programs may be 0)."""
+    from tessera.ir.tile_to_target_gpu import gpu_abi
+
+    if len(views) != len(k.params):
+        raise error(f"kernel {k.name} takes {len(k.params)} arrays, got {len(views)}")
+    for i, (p, v) in enumerate(zip(k.params, views)):
+        check_view(error, k.name, i, p.hint, p.ty, v)  # type: ignore[arg-type]
+    env = {sym: int(views[i].shape[ax]) for sym, (i, ax) in k.extents.items()}
+    grid = [d.evaluate(env) for d in k.grid]
+    total = max(0, math.prod(grid))
+    if total >= 2 ** 31:
+        raise error(f"kernel {k.name}: {total} programs exceed the 2^31 - 1 workgroups of a 1-D grid")
+    values: list[ctypes.c_uint64 | ctypes.c_int64] = []
+    for p in gpu_abi(k):
+        if p.kind == "ptr":
+            values.append(ctypes.c_uint64(views[p.tensor].ptr))
+        elif p.kind == "extent":
+            values.append(ctypes.c_int64(views[p.tensor].shape[p.axis]))
+        elif p.kind == "stride":
+            values.append(ctypes.c_int64(views[p.tensor].strides[p.axis]))
+        elif p.kind == "grid":
+            values.append(ctypes.c_int64(grid[p.axis]))
+    block = (ctypes.c_void_p * max(1, len(values)))(*(ctypes.addressof(v) for v in values))
+    return LaunchArguments(total, values, block)
+
+
+class GpuKernels:
+    """A loaded set of kernels: subclasses set `device`, `error` and `_entries` (name -> an entry
+    with the tile `kernel`) and implement `launch_device`."""
+
+    device: Any
+    error: ErrorType
+    _entries: dict[str, Any]
+
+    @property
+    def names(self) -> list[str]:
+        return list(self._entries)
+
+    def kernel(self, name: str) -> Kernel:
+        return self._entry(name).kernel
+
+    def _entry(self, name: str) -> Any:
+        e = self._entries.get(name)
+        if e is None:
+            raise self.error(f"no compiled kernel '{name}' (have {', '.join(self._entries)})")
+        return e
+
+    def launch_device(self, name: str, views: Sequence[DeviceView], stream: Any = 0) -> None:
+        raise NotImplementedError
+
+    def launch(self, name: str, arrays: Sequence[np.ndarray]) -> None:
+        """Run kernel `name` on NumPy arrays (any views): copy in, launch, wait, copy out (the
+        memory of arrays whose spans overlap is one device allocation, as on the host)."""
+        k = self.kernel(name)
+        if len(arrays) != len(k.params):
+            raise self.error(f"kernel {name} takes {len(k.params)} arrays, got {len(arrays)}")
+        for i, (p, a) in enumerate(zip(k.params, arrays)):
+            check_array(self.error, name, i, p.hint, p.ty, k.roles[i], a)  # type: ignore[arg-type]
+        dev = self.device
+        bufs: list[tuple[list[int], int, int, GpuBuffer]] = []
+        views: list[DeviceView | None] = [None] * len(arrays)
+        try:
+            for members, lo, hi in host_clusters(arrays):
+                buf = dev.alloc(hi - lo, kernel=name)
+                bufs.append((members, lo, hi, buf))
+                buf.copy_from(lo, hi - lo, kernel=name)
+                for i in members:
+                    a = arrays[i]
+                    views[i] = DeviceView(buf.ptr + (address(a) - lo), a.shape,
+                                          tuple(s // a.itemsize for s in a.strides), a.dtype)
+            self.launch_device(name, views)  # type: ignore[arg-type]
+            dev.synchronize(kernel=name)
+            for members, lo, hi, buf in bufs:
+                if any(k.roles[i] in ("out", "inout") for i in members):
+                    buf.copy_to(lo, hi - lo, kernel=name)
+        finally:
+            for *_, buf in bufs:
+                buf.free()
+
+
+# ---------------------------------------------------------------- running plans
+
+
+class GpuCompiledFunction:
+    """A compiled plan whose buffers live on the device: parameters copied in once, intermediates
+    never leave the device, results copied out at the end (host prints copy their buffers out when
+    they run). Called like the CPU's CompiledFunction: NumPy arrays in, fresh NumPy arrays out."""
+
+    def __init__(self, plan: Plan, kernels: list[Kernel], compiled: GpuKernels, graph: Any = None,
+                 poison: bool = False) -> None:
+        from tessera.runtime.executor import CompiledFunction
+
+        self.plan = plan
+        self.kernels = kernels
+        self.compiled = compiled
+        self.graph = graph
+        self.poison = poison  # fill fresh buffers with 0xFF bytes (NaN, -1) so unwritten elements show
+        self.out = None
+        # Host prints format their buffers exactly as the CPU path does.
+        self._host = CompiledFunction(plan, kernels, compiled, graph)  # type: ignore[arg-type]
+        self._dtypes = [np.dtype(numpy_dtype(b.dtype)) for b in plan.params]
+
+    @property
+    def name(self) -> str:
+        return self.plan.name
+
+    def __call__(self, *arrays: np.ndarray) -> list[np.ndarray]:
+        state = self.upload(*arrays)
+        try:
+            state.run()
+            return state.results()
+        finally:
+            state.free()
+
+    def upload(self, *arrays: np.ndarray) -> GpuPlanState:
+        """The plan's buffers on the device, the parameters copied in: `run()` it (as often as
+        wanted - benchmarks time that), read `results()`, then `free()`."""
+        from tessera.runtime.executor import ExecutionError
+
+        plan = self.plan
+        if len(arrays) != len(plan.params):
+            raise ExecutionError(f"@{plan.name} takes {len(plan.params)} arguments, {len(arrays)} were given")
+        state = GpuPlanState(self)
+        dev = self.compiled.device
+        try:
+            for i, (b, a, dt) in enumerate(zip(plan.params, arrays, self._dtypes)):
+                a = np.asarray(a)
+                if a.dtype != dt:
+                    raise ExecutionError(f"@{plan.name} argument {i} ({b.name}) must be {b.dtype}, got {a.dtype}")
+                if a.shape != b.shape:
+                    raise ExecutionError(f"@{plan.name} argument {i} ({b.name}) must have shape {b.shape}, "
+                                         f"got {a.shape}")
+                state.roots[b] = dev.to_device(a)
+            for b in plan.buffers:
+                if b.base is None and b.kind != "param":
+                    nbytes = math.prod(b.shape) * np.dtype(numpy_dtype(b.dtype)).itemsize
+                    state.roots[b] = dev.alloc(nbytes)
+                    if self.poison:
+                        state.roots[b].fill_bytes(0xFF)
+        except BaseException:
+            state.free()
+            raise
+        return state
+
+    @staticmethod
+    def to_host(buf: GpuBuffer, b: Buffer) -> np.ndarray:
+        return buf.to_host(tuple(b.shape), np.dtype(numpy_dtype(b.dtype)))
+
+
+class GpuPlanState:
+    """One call's device buffers of a GpuCompiledFunction (see `upload`)."""
+
+    def __init__(self, fn: GpuCompiledFunction) -> None:
+        self.fn = fn
+        self.roots: dict[Buffer, GpuBuffer] = {}
+
+    def run(self, stream: Any = 0) -> None:
+        """Launch the plan's kernels in order on `stream` (host prints wait for the device)."""
+        fn = self.fn
+        for step in fn.plan.steps:
+            if isinstance(step, KernelCall):
+                views = []
+                empty_out = False
+                for a in step.args:
+                    lay = a.layout
+                    dt = np.dtype(numpy_dtype(a.buffer.dtype))
+                    views.append(DeviceView(self.roots[a.buffer.root].ptr + lay.offset * dt.itemsize,
+                                            tuple(lay.shape), tuple(lay.strides), dt))
+                    empty_out |= a.role == "out" and lay.size == 0
+                if empty_out:
+                    continue
+                assert step.kernel is not None, "the plan was not lowered to Tile IR"
+                fn.compiled.launch_device(step.kernel, views, stream)
+            elif isinstance(step, HostPrint):
+                fn.compiled.device.synchronize()
+                host = {b.root: fn.to_host(self.roots[b.root], b.root) for b in step.args}
+                fn._host.out = fn.out
+                fn._host._print(step, host)
+
+    def results(self) -> list[np.ndarray]:
+        self.fn.compiled.device.synchronize(kernel=self.fn.plan.name)
+        return [self.fn.to_host(self.roots[b], b) for b in self.fn.plan.results]
+
+    def free(self) -> None:
+        for buf in self.roots.values():
+            buf.free()
+        self.roots.clear()
+
+
+__all__ = ["DeviceBufferBase", "DeviceView", "GpuBuffer", "GpuCompiledFunction", "GpuDevice", "GpuKernels",
+           "GpuPlanState", "GpuRuntimeError", "LaunchArguments", "LoadedSets", "ProcessDevice", "address",
+           "check_array",
+           "check_view", "host_clusters", "launch_arguments"]

@@ -1,0 +1,275 @@
+"""The memory-bound GPU paths: the GPU schedules of elementwise and row-reduction calls
+(tessera/ir/schedule/gpu_heuristics.py), whole-block global accesses and early loads
+(tessera/ir/gpu_memory.py) and the bf16 rounding instruction of the PTX emitter
+(tessera/codegen/ptx_bf16.py).
+
+Numerics run the retargeted plans through the lockstep SIMT interpreter (tests/gpu_interpreter.py,
+races detected) on fresh random inputs with poisoned outputs, against float64 NumPy, at extents where
+the blocks lie inside the tensors (the block path) and ragged ones (the per-slot path for the last
+block). FileCheck patterns pin the PTX the speed relies on: the vector loads of a block issued back to
+back, `cvt.rn.bf16.f32` for bf16 rounding, registers that leave half an SM's threads resident."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import ml_dtypes
+import numpy as np
+import pytest
+from filecheck_util import filecheck
+from gpu_interpreter import run_kernel
+
+from tessera.codegen import ptx_bf16
+from tessera.codegen.ptx import cuda_target_info
+from tessera.dtypes import BF16
+from tessera.frontend.check import check_file
+from tessera.ir import gpu_memory
+from tessera.ir.gpu_layout import natural
+from tessera.ir.graph.passes.pipeline import optimize
+from tessera.ir.graph_to_schedule import partition
+from tessera.ir.schedule.gpu_heuristics import gpu_schedule, retarget, row_inputs
+from tessera.ir.schedule.ops import KernelCall
+from tessera.ir.schedule_to_tile import lower_plan
+from tessera.ir.target.builder import Builder
+from tessera.ir.target.convert import encode
+from tessera.ir.target.ops import F32 as T_F32
+from tessera.ir.target.ops import Value, vec
+from tessera.ir.tile_to_target import lower_kernel
+from tessera.runtime import stages
+from tessera.runtime.cuda import emit_kernels_ptx
+from tessera.runtime.executor import CompiledFunction
+
+INFO = cuda_target_info("sm_90a")
+BF = np.dtype(ml_dtypes.bfloat16)
+
+# The memory-bound rows of bench/gpu.py (bf16) and two f32 forms: name -> (parameters, result, body).
+T2 = 'Tensor["N", "M", {}]'
+ROWS = {
+    "softmax_bf16": ("x: " + T2.format("bf16"), T2.format("bf16"), "softmax(x, axis=-1)"),
+    "layernorm_bf16": ("x: " + T2.format("bf16") + ', w: Tensor["M", bf16], b: Tensor["M", bf16]', T2.format("bf16"),
+                       "layernorm(x, w, b, 1e-5)"),
+    "rmsnorm_f32": ("x: " + T2.format("f32") + ', w: Tensor["M", f32]', T2.format("f32"), "rmsnorm(x, w, 1e-6)"),
+    "add_bf16": ("x: " + T2.format("bf16") + ", y: " + T2.format("bf16"), T2.format("bf16"), "x + y"),
+    "scale_f32": ("x: " + T2.format("f32"), T2.format("f32"), "x * 2.0 + 1.0"),
+}
+SRC = "".join(f"@jit\ndef {name}({params}) -> {result}:\n    return {body}\n\n"
+              for name, (params, result, body) in ROWS.items())
+
+
+@pytest.fixture(scope="module")
+def src(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    p = tmp_path_factory.mktemp("gpu_memory") / "rows.tsr"
+    p.write_text(SRC)
+    return p
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng()
+
+
+def graph(src: Path, fn_name: str, dims: dict[str, int]) -> object:
+    checked = check_file(src).result
+    assert checked is not None
+    fn = next(f for f in checked.program.root.tree.functions if f.name == fn_name)
+    sig = checked.signatures[fn]
+    env = stages.bind(sig, dims)
+    return stages.lower_to(checked, fn, "graph", stages.static_defaults(sig, fn), env).graph
+
+
+def gpu_plan(src: Path, fn_name: str, dims: dict[str, int], **params: int) -> tuple[object, list, list[KernelCall]]:
+    g = optimize(graph(src, fn_name, dims))  # type: ignore[arg-type]
+    plan = retarget(partition(g), **params)
+    kernels = lower_plan(plan)
+    return plan, kernels, [s for s in plan.steps if isinstance(s, KernelCall)]
+
+
+def run_interpreted(plan: object, kernels: list, xs: list[np.ndarray]) -> list[np.ndarray]:
+    fns = {k.name: (k, lower_kernel(k, INFO)) for k in kernels}
+
+    class Interpreted:
+        def launch(self, name: str, arrays: list[np.ndarray]) -> None:
+            k, f = fns[name]
+            run_kernel(f, k, arrays)
+
+    return CompiledFunction(plan, kernels, Interpreted(), poison=True)(*xs)  # type: ignore[arg-type]
+
+
+def rel(got: np.ndarray, ref: np.ndarray) -> float:
+    g = got.astype(np.float64)
+    assert not np.isnan(g).any(), "unwritten (NaN) elements"
+    return float(np.linalg.norm(g - ref) / np.linalg.norm(ref))
+
+
+# ---------------------------------------------------------------- schedules
+
+
+def test_gpu_schedules_of_memory_bound_calls(src: Path) -> None:
+    # bf16 add over 8192 x 8192 (collapsed to one axis): 128 threads x 2 vectors of 8 elements.
+    *_, (call,) = gpu_plan(src, "add_bf16", {"N": 8192, "M": 8192})
+    assert (call.schedule.block, call.schedule.warps) == ((1, 2048), 4)
+    # f32: 4 elements a vector.
+    *_, (call,) = gpu_plan(src, "scale_f32", {"N": 64, "M": 4096})
+    assert (call.schedule.block, call.schedule.warps) == ((1, 1024), 4)
+    # One 8192-wide bf16 row per program, 32 elements a thread: 8 warps; with weights (w, b read
+    # whole with the row) 16 elements a thread: 16 warps.
+    *_, (call,) = gpu_plan(src, "softmax_bf16", {"N": 8192, "M": 8192})
+    assert (call.schedule.block, call.schedule.warps) == ((1, 8192), 8)
+    *_, (call,) = gpu_plan(src, "layernorm_bf16", {"N": 8192, "M": 8192})
+    assert (call.schedule.block, call.schedule.warps, row_inputs(call)) == ((1, 8192), 16, 3)
+    # 1024-wide rows: one warp a softmax row, 4 rows a program; two warps a layernorm row, 2 rows.
+    *_, (call,) = gpu_plan(src, "softmax_bf16", {"N": 100, "M": 1024})
+    assert (call.schedule.block, call.schedule.warps) == ((4, 1024), 4)
+    *_, (call,) = gpu_plan(src, "layernorm_bf16", {"N": 100, "M": 1024})
+    assert (call.schedule.block, call.schedule.warps) == ((2, 1024), 4)
+    # Every layout of these blocks is exact: each slot of each thread is part of the block.
+    for block, warps in (((1, 8192), 8), ((1, 8192), 16), ((4, 1024), 4), ((2, 1024), 4), ((1, 2048), 4)):
+        lay = natural(block, 8, 32 * warps)
+        assert lay.rows_exact and lay.chunks_exact, lay
+    # Rows narrower than a warp's vectors, rows too long for one pass: the CPU schedule stays.
+    for fn, dims in (("softmax_bf16", {"N": 64, "M": 96}), ("softmax_bf16", {"N": 4, "M": 20000}),
+                     ("add_bf16", {"N": 5, "M": 7})):
+        plan = partition(optimize(graph(src, fn, dims)))  # type: ignore[arg-type]
+        for call in (s for s in plan.steps if isinstance(s, KernelCall)):
+            assert gpu_schedule(call) is None
+
+
+def test_cpu_plans_keep_their_schedules(src: Path) -> None:
+    g = optimize(graph(src, "softmax_bf16", {"N": 8192, "M": 8192}))  # type: ignore[arg-type]
+    before = [s.schedule for s in partition(g).steps if isinstance(s, KernelCall)]
+    after = [s.schedule for s in partition(g).steps if isinstance(s, KernelCall)]
+    assert before == after  # partition alone (the CPU path) never calls the GPU heuristics
+
+
+# ---------------------------------------------------------------- numerics through the interpreter
+
+
+def _softmax(x: np.ndarray) -> np.ndarray:
+    e = np.exp(x - x.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+
+
+@pytest.mark.parametrize("rows", [8, 3])  # 3: a ragged last block of rows
+def test_softmax_and_layernorm_under_gpu_schedules(src: Path, rng: np.random.Generator, rows: int) -> None:
+    m = 1024
+    plan, kernels, (call,) = gpu_plan(src, "softmax_bf16", {"N": rows, "M": m})
+    assert call.schedule.block == (4, 1024)
+    x = (rng.standard_normal((rows, m)) * 3).astype(BF)
+    (y,) = run_interpreted(plan, kernels, [x])
+    assert rel(y, _softmax(x.astype(np.float64))) < 1e-2
+    plan, kernels, _ = gpu_plan(src, "layernorm_bf16", {"N": rows, "M": m})
+    w, b = rng.standard_normal(m).astype(BF), rng.standard_normal(m).astype(BF)
+    (y,) = run_interpreted(plan, kernels, [x, w, b])
+    x64 = x.astype(np.float64)
+    d = x64 - x64.mean(-1, keepdims=True)
+    want = d / np.sqrt((d * d).mean(-1, keepdims=True) + 1e-5) * w.astype(np.float64) + b.astype(np.float64)
+    assert rel(y, want) < 1e-2
+
+
+def test_rmsnorm_f32_with_several_warps_a_row(src: Path, rng: np.random.Generator) -> None:
+    # 2048 f32 a row at 16 elements a thread: 4 warps share a row (shared-memory exchange).
+    plan, kernels, (call,) = gpu_plan(src, "rmsnorm_f32", {"N": 2, "M": 2048})
+    assert (call.schedule.block, call.schedule.warps) == ((1, 2048), 4)
+    x, w = rng.standard_normal((2, 2048)).astype(np.float32), rng.standard_normal(2048).astype(np.float32)
+    (y,) = run_interpreted(plan, kernels, [x, w])
+    x64 = x.astype(np.float64)
+    want = x64 / np.sqrt((x64 * x64).mean(-1, keepdims=True) + 1e-6) * w
+    assert rel(y, want) < 1e-6
+
+
+@pytest.mark.parametrize("m", [2048, 2048 + 24])  # + 24: the last block is ragged (the per-slot path)
+def test_add_under_gpu_schedules(src: Path, rng: np.random.Generator, m: int) -> None:
+    plan, kernels, (call,) = gpu_plan(src, "add_bf16", {"N": 2, "M": m})
+    assert call.schedule.block == (1, 2048)
+    x, y = rng.standard_normal((2, m)).astype(BF), rng.standard_normal((2, m)).astype(BF)
+    (z,) = run_interpreted(plan, kernels, [x, y])
+    want = (x.astype(np.float64) + y.astype(np.float64)).astype(BF)  # one rounding: exact
+    np.testing.assert_array_equal(z.view(np.uint16), want.view(np.uint16))
+    gpu_memory.BLOCK_ACCESS = False  # the per-slot path everywhere: the same bits
+    try:
+        (z2,) = run_interpreted(plan, kernels, [x, y])
+    finally:
+        gpu_memory.BLOCK_ACCESS = True
+    np.testing.assert_array_equal(z2.view(np.uint16), want.view(np.uint16))
+
+
+# ---------------------------------------------------------------- the PTX
+
+
+def big_ptx(src: Path, fn_name: str) -> str:
+    _, kernels, _ = gpu_plan(src, fn_name, {"N": 8192, "M": 8192})
+    return emit_kernels_ptx(kernels, "sm_90a")
+
+
+def test_a_row_is_loaded_with_its_vector_loads_back_to_back(src: Path) -> None:
+    # One test of the whole block, then the four 16-byte loads of a thread's slots with nothing but
+    # their addresses between them (no unpacking, no branch), the same for the stores.
+    filecheck(big_ptx(src, "softmax_bf16"), """
+        CHECK: .reqntid 256, 1, 1
+        CHECK: bra $L_if0_else;
+        CHECK: ld.global.v4.b32
+        CHECK-NOT: {{cvt|shl|bra|shfl}}
+        CHECK: ld.global.v4.b32
+        CHECK-NOT: {{cvt|shl|bra|shfl}}
+        CHECK: ld.global.v4.b32
+        CHECK-NOT: {{cvt|shl|bra|shfl}}
+        CHECK: ld.global.v4.b32
+        CHECK: $L_if0_else:
+        CHECK: shfl.sync.bfly.b32
+        CHECK: st.global.v4.b32
+        CHECK-NOT: {{bra|st.global.b16}}
+        CHECK: st.global.v4.b32
+        CHECK-NOT: {{bra|st.global.b16}}
+        CHECK: st.global.v4.b32
+        CHECK-NOT: {{bra|st.global.b16}}
+        CHECK: st.global.v4.b32
+    """)
+
+
+def test_bf16_rounding_is_one_instruction(src: Path) -> None:
+    ptx = big_ptx(src, "add_bf16")
+    filecheck(ptx, """
+        CHECK: ld.global.v4.b32
+        CHECK: add.rn.f32
+        CHECK: cvt.rn.bf16.f32 %rs{{[0-9]+}}, %f{{[0-9]+}};
+        CHECK: st.global.v4.b32
+    """)
+    saved = ptx_bf16.ENABLED
+    ptx_bf16.ENABLED = False
+    try:
+        assert "cvt.rn.bf16.f32" not in big_ptx(src, "add_bf16")
+    finally:
+        ptx_bf16.ENABLED = saved
+
+
+def test_the_peephole_matches_round_to_nearest_even_only() -> None:
+    # convert._bf16_encode's round-to-nearest-even form is matched (back to its f32 input); the
+    # truncating form is not (it has no single PTX instruction).
+    for rounding, matched in (("nearest_even", True), ("toward_zero", False)):
+        b = Builder()
+        x = Value(vec(T_F32, 4), "x")
+        with b.function("f", [x]) as fn:
+            out = encode(b, x, BF16, rounding)
+        defs = ptx_bf16.definitions(fn)
+        assert (ptx_bf16.match(defs[out.uid], defs) is x) == matched, rounding
+
+
+PTXAS = shutil.which("ptxas")
+
+
+@pytest.mark.skipif(PTXAS is None, reason="ptxas is not on the PATH")
+def test_memory_bound_kernels_assemble_without_spills(src: Path, tmp_path: Path) -> None:
+    for fn in ("softmax_bf16", "layernorm_bf16", "rmsnorm_f32", "add_bf16"):
+        p = tmp_path / f"{fn}.ptx"
+        ptx = big_ptx(src, fn)
+        p.write_text(ptx)
+        r = subprocess.run([PTXAS, "-arch=sm_90a", "-v", str(p), "-o", str(tmp_path / f"{fn}.cubin")],
+                           capture_output=True, text=True, check=False)
+        assert r.returncode == 0, r.stderr
+        assert "0 bytes spill stores" in r.stderr and "0 bytes stack frame" in r.stderr, r.stderr
+        regs = int(r.stderr.split("Used ")[1].split(" registers")[0])
+        threads = int(ptx.split(".reqntid ")[1].split(",")[0])
+        # At least half the SM's 2048 threads resident (65536 registers an SM).
+        assert 65536 // (regs * threads) * threads >= 1024, f"{fn}: {regs} registers x {threads} threads"
