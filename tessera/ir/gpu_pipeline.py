@@ -262,25 +262,30 @@ class _Pipeline:
         init = L.blocks[self.op.operands[3].uid].value  # type: ignore[union-attr]
         acc0 = b.splat(init, lay.c_regs)
         tiles = [(i, j) for i in range(self.mt) for j in range(self.nt)]
-        with b.for_(zero, n_iter, b.index(1), [acc0] * len(tiles), iv_hint="kt") as lp:
+        # The stage read (it % S) and the stage refilled ((it + S - 1) % S) are carried and wrapped
+        # by a select: a 64-bit remainder per iteration is a subroutine call on the GPU.
+        last = b.index(self.stages - 1)
+        carried = [*([acc0] * len(tiles)), zero, last]
+        with b.for_(zero, n_iter, b.index(1), carried, iv_hint="kt") as lp:
             it = lp.iv
+            cur, fill = lp.args[len(tiles)], lp.args[len(tiles) + 1]
             b.emit("cp_async_wait", [], pending=self.stages - 2)
             b.emit("barrier", [])
-            nxt = b.op("add", it, b.index(self.stages - 1))
+            nxt = b.op("add", it, last)
             with b.if_(b.cmp("slt", nxt, n_iter)):
-                self.issue(nxt, b.op("urem", nxt, b.index(self.stages)))
+                self.issue(nxt, fill)
                 b.yield_([])
             b.emit("cp_async_commit", [])
-            cur = b.op("urem", it, b.index(self.stages))
             acc = dict(zip(tiles, lp.args))
             a_stage = b.ptradd(self.a_base, b.op("mul", cur, b.index(a.elems)))
             b_stage = b.ptradd(self.b_base, b.op("mul", cur, b.index(bo.elems)))
             self._k_steps(a_stage, b_stage, acc, tiles)
-            b.yield_([acc[t] for t in tiles], lp)
+            wrap = [b.select(b.cmp("eq", x, last), zero, b.op("add", x, b.index(1))) for x in (cur, fill)]
+            b.yield_([*(acc[t] for t in tiles), *wrap], lp)
         b.emit("cp_async_wait", [], pending=0)
         b.emit("barrier", [])
         epi = self._cast(arena, F32)
-        self._store_fragments(epi, epi_stride, dict(zip(tiles, lp.results)))
+        self._store_fragments(epi, epi_stride, dict(zip(tiles, lp.results[:len(tiles)])))
         b.emit("barrier", [])
         from tessera.ir.tile_to_target_gpu import Shared
 
