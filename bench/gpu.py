@@ -50,7 +50,7 @@ sys.path.insert(0, str(ROOT / "bench"))  # gpu_gemm, when it exists
 
 import tessera
 from tessera.codegen import ptx_bf16
-from tessera.ir import gpu_memory
+from tessera.ir import gpu_memory, gpu_row_divide
 from tessera.runtime import cuda
 
 BF16 = np.dtype(ml_dtypes.bfloat16)
@@ -311,11 +311,11 @@ def jit_graph(path: Path, fn_name: str, dims: dict[str, int]) -> Any:
 
 
 def build(graph: Any, params: dict[str, int] | None = None, block_access: bool = True,
-          bf16_cvt: bool = True) -> cuda.CudaCompiledFunction:
+          bf16_cvt: bool = True, row_divide: bool = True, packed_join: bool = True) -> cuda.CudaCompiledFunction:
     """The graph compiled for the device as compile_function(target="cuda") does, with the GPU
-    schedule parameters `params` (None: the defaults), gpu_memory's block access and the PTX
-    emitter's bf16 rounding instruction (ptx_bf16) on or off;
-    compiled afresh (not through the runtime's cache, whose key is the Tile IR alone)."""
+    schedule parameters `params` (None: the defaults), gpu_memory's block access and packed 16-bit
+    joins, the PTX emitter's bf16 rounding instruction (ptx_bf16) and gpu_row_divide's division by a
+    row-uniform divisor on or off; compiled afresh (not through the runtime's cache, whose key is the Tile IR alone)."""
     from tessera.ir.graph.passes.pipeline import optimize
     from tessera.ir.graph_to_schedule import partition
     from tessera.ir.schedule.gpu_heuristics import retarget
@@ -328,12 +328,13 @@ def build(graph: Any, params: dict[str, int] | None = None, block_access: bool =
     verify_plan(plan)
     kernels = lower_plan(plan)
     dev = cuda.device()
-    saved = gpu_memory.BLOCK_ACCESS, ptx_bf16.ENABLED
-    gpu_memory.BLOCK_ACCESS, ptx_bf16.ENABLED = block_access, bf16_cvt
+    saved = gpu_memory.BLOCK_ACCESS, gpu_memory.PACKED_JOIN, ptx_bf16.ENABLED, gpu_row_divide.ENABLED
+    gpu_memory.BLOCK_ACCESS, gpu_memory.PACKED_JOIN = block_access, packed_join
+    ptx_bf16.ENABLED, gpu_row_divide.ENABLED = bf16_cvt, row_divide
     try:
         ptx = cuda.emit_kernels_ptx(kernels, dev.arch)
     finally:
-        gpu_memory.BLOCK_ACCESS, ptx_bf16.ENABLED = saved
+        gpu_memory.BLOCK_ACCESS, gpu_memory.PACKED_JOIN, ptx_bf16.ENABLED, gpu_row_divide.ENABLED = saved
     return cuda.CudaCompiledFunction(plan, kernels, cuda.CudaKernels(dev, kernels, ptx, dev.arch), g)
 
 
@@ -594,16 +595,16 @@ def mem_rows(rng: np.random.Generator, timer: GraphTimer, torch: Torch, copy_gbs
 
 
 SWEEP: list[tuple[str, dict[str, int], dict[str, bool]]] = [
-    # (label, gpu_heuristics parameters, build switches: block_access, bf16_cvt)
+    # (label, gpu_heuristics parameters, build switches: block_access, bf16_cvt, row_divide,
+    # packed_join). Earlier variants (per-slot access, integer rounding, slots) are in
+    # bench/NOTES-gpu.md; these are the ones of version 3 (the defaults are the winners).
     ("default", {}, {}),
-    ("per-slot access", {}, {"block_access": False}),
-    ("integer bf16 rounding", {}, {"bf16_cvt": False}),
-    ("per-slot access, integer rounding", {}, {"block_access": False, "bf16_cvt": False}),
-    ("slots=1", {"slots": 1}, {}),
-    ("slots=4", {"slots": 4}, {}),
+    ("IEEE division per element", {}, {"row_divide": False}),
+    ("unpacked 16-bit join", {}, {"packed_join": False}),
+    ("no register cap", {"resident_threads": 0}, {}),
     ("row elems=16", {"row_elements": 16}, {}),
     ("row elems=32", {"row_elements": 32}, {}),
-    ("row elems=64", {"row_elements": 64}, {}),
+    ("row elems=32, 1280 threads/SM", {"row_elements": 32, "resident_threads": 1280}, {}),
 ]
 
 
@@ -713,40 +714,99 @@ def mlp_row(rng: np.random.Generator, timer: GraphTimer, torch: Torch) -> Row:
     return row
 
 
-def attention_rows(rng: np.random.Generator, torch: Torch) -> list[Row]:
-    """Flash attention forward through stdlib.kernels.flash_attention on the cuda target; timed as
-    the host call (copies in and out included) until kernels run on device buffers."""
+class CaughtLaunch:
+    """The device launch a @kernel call on device arrays makes, caught so that it can be replayed
+    alone (no binding, no result allocation, no copies): `launch(stream)`. Scalar arguments, which
+    the call passes as 0-d host arrays, are uploaded once."""
+
+    def __init__(self, kernel: Any, args: Sequence[Any], kwargs: dict[str, Any]) -> None:
+        from tessera.runtime.gpu_common import DeviceView
+
+        kernel(*args, **kwargs)  # compiles (once per key)
+        compiled = [c.compiled for c in kernel._cache.values()]
+        calls: list[tuple[str, list[Any]]] = []
+
+        def recorder(ck: Any) -> Callable[[str, list[Any]], None]:
+            def launch(name: str, arrays: list[Any]) -> None:
+                calls.append((name, list(arrays)))
+                type(ck).launch(ck, name, arrays)
+            return launch
+
+        for ck in compiled:
+            ck.launch = recorder(ck)  # the instance's attribute: the class's method stays as it is
+        try:
+            self.result = kernel(*args, **kwargs)
+        finally:
+            for ck in compiled:
+                del ck.launch
+        assert len(calls) == 1, f"expected one launch, caught {len(calls)}"
+        self.name, arrays = calls[0]
+        self.kernels = next(ck for ck in compiled if self.name in ck.names)
+        dev = cuda.device()
+        self.bufs = []
+        self.views = []
+        for a in arrays:
+            if isinstance(a, np.ndarray):
+                buf = dev.alloc(a.nbytes)
+                host = np.ascontiguousarray(a)
+                buf.copy_from(host.ctypes.data, host.nbytes)
+                self.bufs.append(buf)
+                self.views.append(DeviceView(buf.ptr, a.shape, tuple(st // a.itemsize for st in host.strides), a.dtype))
+            else:
+                self.views.append(DeviceView(a.ptr, a.shape, a.strides, a.dtype))
+
+    def launch(self, stream: Any) -> None:
+        self.kernels.launch_device(self.name, self.views, stream)
+
+    def free(self) -> None:
+        for buf in self.bufs:
+            buf.free()
+
+
+def attention_rows(rng: np.random.Generator, timer: GraphTimer, torch: Torch) -> list[Row]:
+    """Flash attention forward through stdlib.kernels.flash_attention on the cuda target, on device-
+    resident inputs (torch tensors, used in place): checked against float64 on two heads, then its
+    launch timed alone like the other rows (captured into a CUDA graph); PyTorch's
+    scaled_dot_product_attention on the same tensors."""
     bsz, heads, s, d = 4, 32, 4096, 128
     rows = []
+    if torch.torch is None:
+        row = Row("flash attention (stdlib.kernels on cuda)")
+        row.fail(RuntimeError(f"device-resident inputs need PyTorch: {torch.why}"))
+        return [row]
     try:
         kernel = stdlib_kernels("cuda")("flash_attention")
     except Exception as ex:  # noqa: BLE001
         row = Row("flash attention (stdlib.kernels on cuda)")
         row.fail(ex)
         return [row]
+    t = torch.torch
     q, k, v = ((rng.standard_normal((bsz * heads, s, d))).astype(BF16) for _ in range(3))
+    tq, tk, tv = (torch.tensor(a) for a in (q, k, v))
     for causal in (False, True):
         row = Row(f"flash attention fwd B={bsz} H={heads} S={s} D={d}" + (" causal" if causal else ""))
         rows.append(row)
         flops = 4.0 * bsz * heads * s * s * d * (0.5 if causal else 1.0)
+        caught = None
         try:
-            t0 = time.perf_counter()
-            got = np.asarray(kernel(q, k, v, causal=causal))
-            row.ms = (time.perf_counter() - t0) * 1e3
-            row.note = "host call incl. copies"
+            caught = CaughtLaunch(kernel, (tq, tk, tv), {"causal": causal})
+            got = caught.result.numpy() if hasattr(caught.result, "numpy") else np.asarray(caught.result)
             heads_checked = [0, bsz * heads - 1]
             row.err = max(rel_err(got[i], _attention(q[i].astype(np.float64), k[i].astype(np.float64),
                                                      v[i].astype(np.float64), causal)) for i in heads_checked)
             row.ok = passes(row.err, BF16)
+            row.ms = timer.time(caught.launch, first_run_ms(timer.dev, caught.launch))
+            row.note = "device-resident, kernel alone"
             row.rate, row.unit = flops / (row.ms * 1e-3) / 1e12, "TFLOP/s"
-            if torch.torch is not None:
-                t = torch.torch
-                tq, tk, tv = (torch.tensor(a).view(bsz, heads, s, d) for a in (q, k, v))
-                sdpa = t.nn.functional.scaled_dot_product_attention
-                row.peer_ms = torch.time(lambda f=sdpa, tq=tq, tk=tk, tv=tv, c=causal: f(tq, tk, tv, is_causal=c))
-                row.pct, row.pct_of = 100 * row.peer_ms / row.ms, "torch"
+            sdpa = t.nn.functional.scaled_dot_product_attention
+            views = [x.view(bsz, heads, s, d) for x in (tq, tk, tv)]
+            row.peer_ms = torch.time(lambda f=sdpa, c=causal, vs=views: f(*vs, is_causal=c))
+            row.pct, row.pct_of = 100 * row.peer_ms / row.ms, "torch"
         except Exception as ex:  # noqa: BLE001
             row.fail(ex)
+        finally:
+            if caught is not None:
+                caught.free()
     return rows
 
 
@@ -800,7 +860,7 @@ def main() -> int:
         if "mlp" not in skip:
             perf.append(mlp_row(rng, timer, torch))
         if "attention" not in skip:
-            perf += attention_rows(rng, torch)
+            perf += attention_rows(rng, timer, torch)
         title = f"Tessera vs PyTorch (timing: {timer.how}; median after warm-up)"
         sections.append((title, perf))
         print_table(title, perf)

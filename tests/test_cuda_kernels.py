@@ -13,7 +13,6 @@ a device) run the same calls on the device."""
 
 from __future__ import annotations
 
-import ctypes
 import math
 from collections.abc import Sequence
 
@@ -21,7 +20,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from gpu_cases import ROOT
-from gpu_interpreter import run_kernel
+from gpu_checks import HostDevice, InterpretedCudaKernels, check_plan_debug_bounds
 from kernel_cases import (
     BF16,
     F32,
@@ -43,10 +42,8 @@ from test_stdlib_kernels import _adam_reference, _PoisonedNumpy
 import tessera
 import tessera.runtime.kernels as kernels_runtime
 from tessera.cli import main
-from tessera.codegen.ptx import cuda_target_info
 from tessera.diagnostics import CompilationError, TesseraRuntimeError
 from tessera.ir.tile.ops import Kernel, Schedule
-from tessera.ir.tile_to_target_gpu import lower_kernel_gpu
 from tessera.runtime import cuda
 from tessera.runtime.device_array import DeviceArray
 
@@ -64,70 +61,20 @@ def poisoned(monkeypatch: pytest.MonkeyPatch) -> _PoisonedNumpy:
 # ---------------------------------------------------------------- the cuda route, without a GPU
 
 
-class _HostBuffer:
-    """A "device allocation" in host memory (what _HostDevice hands out)."""
-
-    def __init__(self, nbytes: int) -> None:
-        self.raw = np.zeros(max(1, nbytes), np.uint8)
-        self.ptr = self.raw.ctypes.data
-        self.nbytes = nbytes
-
-    def copy_from(self, host_ptr: int, nbytes: int, offset: int = 0, kernel: str | None = None) -> None:
-        ctypes.memmove(self.ptr + offset, host_ptr, nbytes)
-
-    def copy_to(self, host_ptr: int, nbytes: int, offset: int = 0, kernel: str | None = None) -> None:
-        ctypes.memmove(host_ptr, self.ptr + offset, nbytes)
-
-    def free(self) -> None:
-        pass
-
-
-class _HostDevice:
-    """The CUDA device with host memory for device memory (allocations are kept until the test ends)."""
-
-    def __init__(self) -> None:
-        self.buffers: list[_HostBuffer] = []
-
-    def alloc(self, nbytes: int, kernel: str | None = None) -> _HostBuffer:
-        self.buffers.append(_HostBuffer(nbytes))
-        return self.buffers[-1]
-
-    def synchronize(self, kernel: str | None = None) -> None:
-        pass
-
-
-def _host_array(v: cuda.DeviceView) -> np.ndarray:
-    """The elements a DeviceView of host memory describes, as a NumPy view."""
-    item = np.dtype(v.dtype).itemsize
-    lo = sum(min(0, (n - 1) * s) for n, s in zip(v.shape, v.strides)) if math.prod(v.shape) else 0
-    hi = sum(max(0, (n - 1) * s) for n, s in zip(v.shape, v.strides)) + 1
-    raw = (ctypes.c_char * ((hi - lo) * item)).from_address(v.ptr + lo * item)
-    return np.ndarray(v.shape, v.dtype, buffer=raw, offset=-lo * item, strides=tuple(s * item for s in v.strides))
-
-
-class _InterpretedKernels(cuda.CudaKernels):
-    """CudaKernels whose launches run the kernels' GPU Target IR in the lockstep interpreter, on host
-    memory: `launch` (copies in and out, device arrays in place) is the real one."""
-
-    def __init__(self, dev: _HostDevice, kernels: Sequence[Kernel]) -> None:
-        self.device = dev  # type: ignore[assignment]
-        self._entries = {k.name: cuda._Entry(k, None, k.schedule.warps * 32) for k in kernels}
-
-    def launch_device(self, name: str, views: Sequence[cuda.DeviceView], stream: object = 0) -> None:
-        k = self._entry(name).kernel
-        run_kernel(lower_kernel_gpu(k, cuda_target_info("sm_90a")), k, [_host_array(v) for v in views])
-
-
 class _InterpretedRuntime:
+    """The CUDA runtime with host memory for device memory (allocations kept until the test ends) and
+    the kernels' launches interpreted: `launch` (copies in and out, device arrays in place) and
+    plans (CudaCompiledFunction) are the real ones."""
+
     def __init__(self) -> None:
-        self.device = _HostDevice()
+        self.device = HostDevice()
         self.compiled: list[str] = []
 
-    def compile(self, kernels: Sequence[Kernel]) -> _InterpretedKernels:
+    def compile(self, kernels: Sequence[Kernel]) -> InterpretedCudaKernels:
         for k in kernels:  # what CudaRuntime.compile does before loading the module
             cuda.emit_kernels_ptx([k], "sm_90a")
         self.compiled += [k.name for k in kernels]
-        return _InterpretedKernels(self.device, kernels)
+        return InterpretedCudaKernels(kernels, self.device)
 
 
 @pytest.fixture
@@ -202,10 +149,32 @@ def test_device_arrays_are_used_in_place(interpreted: _InterpretedRuntime,
     xd = DeviceArray(x.ctypes.data, x.shape, x.dtype, owner=x)
     y = kernel_of(stdlib_case("softmax_rows", None, BF16, x.shape, RNG), interpreted_modules)(xd)  # type: ignore[operator]
     assert isinstance(y, DeviceArray) and y.dtype == BF16 and y.shape == x.shape
-    got = np.ndarray(y.shape, y.dtype, buffer=y.owner.raw)  # type: ignore[union-attr]
+    got = np.ndarray(y.shape, y.dtype, buffer=y.owner.mem)  # type: ignore[union-attr]
     xf = x.astype(np.float64)
     e = np.exp(xf - xf.max(1, keepdims=True))
     np.testing.assert_allclose(got.astype(np.float64), e / e.sum(1, keepdims=True), rtol=2e-2, atol=2e-2)
+
+
+def test_jit_code_calling_kernels_on_cuda_runs_device_resident_plans(interpreted: _InterpretedRuntime) -> None:
+    # The @jit function's plan (CudaCompiledFunction: buffers on the "device", results copied out)
+    # launches the user kernel and the fused graph kernels through the CUDA runtime's classes.
+    mod = tessera.compile(JIT_SRC, target="cuda")
+    q, k, v = (RNG.standard_normal((2, 37, 16)).astype(np.float32) for _ in range(3))
+    got = mod.attn(q, k, v, causal=True)  # type: ignore[attr-defined]
+    np.testing.assert_allclose(got, _attention(q, k, v, True) + 1.0, rtol=1e-5, atol=1e-5)
+    assert any(name.endswith("_kernel") for name in interpreted.compiled)  # the @kernel call's step
+    assert all(b.freed for b in interpreted.device.buffers)
+
+
+def test_debug_bounds_on_cuda_without_a_gpu(interpreted: _InterpretedRuntime, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Plans (gpu_checks) and host-code calls of a kernel compiled with debug bounds report E-BOUNDS.
+    monkeypatch.setenv("TESSERA_DEBUG_BOUNDS", "1")
+    m = check_plan_debug_bounds("cuda", RNG)
+    x = RNG.standard_normal((100, 70)).astype(np.float32)
+    with pytest.raises(TesseraRuntimeError) as info:
+        m.row_scale[(3,)](x, np.zeros_like(x), alpha=2.0)  # type: ignore[attr-defined]
+    assert info.value.diagnostic.message == ("kernel 'row_scale': tile.load of 'x' is out of bounds at index "
+                                             "[128, 0] ('x' has shape (100, 70)), in program (2,)")
 
 
 def test_a_device_array_for_a_kernel_on_the_cpu_is_an_error() -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import gpu_checks
 import ml_dtypes
 import numpy as np
 import pytest
@@ -47,17 +48,6 @@ from tessera.runtime.executor import CompiledFunction
 
 INFO = cuda_target_info("sm_90a")
 INT8 = DTYPES["int8"]
-NARROW_RTOL = {np.dtype(np.float16): 2.0 ** -10, np.dtype(ml_dtypes.bfloat16): 2.0 ** -7}
-
-
-@pytest.fixture(scope="module")
-def cpu() -> CpuRuntime:
-    return CpuRuntime()
-
-
-@pytest.fixture
-def rng() -> np.random.Generator:
-    return np.random.default_rng()
 
 
 def gpu(k: Kernel) -> Function:
@@ -66,30 +56,16 @@ def gpu(k: Kernel) -> Function:
     return f
 
 
-def poisoned(a: np.ndarray) -> np.ndarray:
-    fill = np.nan if a.dtype.kind in "fV" or a.dtype.name in ("bfloat16", "float8_e4m3fn", "float8_e5m2") else -1
-    out = np.empty_like(a)
-    out[...] = np.array(fill).astype(np.float64).astype(a.dtype) if a.dtype != np.bool_ else True
-    return out
+def run_gpu(k: Kernel, arrays: list[np.ndarray]) -> None:
+    """k through the GPU lowering, run in the interpreter on the arrays."""
+    run_kernel(gpu(k), k, arrays)
 
 
 def agree(k: Kernel, arrays: list[np.ndarray], outs: list[int], cpu: CpuRuntime, rtol: float = 2e-6,
           atol: float = 1e-6) -> list[np.ndarray]:
-    """Run k on the CPU and through the GPU lowering (outputs poisoned first); they must agree."""
-    want = [a.copy() for a in arrays]
-    cpu.compile([k]).launch(k.name, want)
-    got = [poisoned(a) if i in outs else a.copy() for i, a in enumerate(arrays)]
-    run_kernel(gpu(k), k, got)
-    for i in outs:
-        g, w = got[i], want[i]
-        if rtol and g.dtype in NARROW_RTOL:  # an ulp of f32 apart can round to neighbouring narrow values
-            rtol = max(rtol, NARROW_RTOL[g.dtype])
-        if g.dtype.kind in "biu":
-            np.testing.assert_array_equal(g, w, err_msg=f"{k.name} output {i}")
-        else:
-            np.testing.assert_allclose(g.astype(np.float64), w.astype(np.float64), rtol=rtol, atol=atol,
-                                       err_msg=f"{k.name} output {i}")
-    return got
+    """Run k on the CPU and through the GPU lowering in the interpreter (outputs poisoned first); they
+    must agree."""
+    return gpu_checks.agree(run_gpu, cpu, k, arrays, outs, rtol, atol)
 
 
 # ---------------------------------------------------------------- layouts
@@ -130,24 +106,10 @@ def test_softmax_bf16_rows(cpu: CpuRuntime, rng: np.random.Generator) -> None:
     agree(softmax_rows(96, True, dtype=BF16, name="softmax_bf16"), [x, np.empty_like(x)], [1], cpu)
 
 
-@pytest.mark.parametrize("layout", ["contiguous", "strided", "transposed"])
-def test_elementwise_chain_ragged_views(cpu: CpuRuntime, rng: np.random.Generator, layout: str) -> None:
-    m, n = 37, 101
-    if layout == "contiguous":
-        x = rng.standard_normal((m, n)).astype(np.float32)
-    elif layout == "strided":
-        x = rng.standard_normal((2 * m, 3 * n)).astype(np.float32)[::2, ::3]
-    else:
-        x = rng.standard_normal((n, m)).astype(np.float32).T
-    bias = np.broadcast_to(rng.standard_normal(n).astype(np.float32), (m, n))
-    agree(elementwise_chain(block=(8, 40)), [x, bias, np.empty((m, n), np.float32)], [2], cpu)
-
-
-def test_elementwise_bf16_in_f16_out(cpu: CpuRuntime, rng: np.random.Generator) -> None:
-    x = rng.standard_normal((19, 130)).astype(ml_dtypes.bfloat16)
-    bias = rng.standard_normal((1, 130)).astype(np.float32)
-    agree(elementwise_chain(BF16, F16, block=(4, 64), name="chain_bf16"), [x, bias, np.empty((19, 130), np.float16)],
-          [2], cpu)
+@pytest.mark.parametrize("layout", gpu_checks.VIEWS)
+def test_elementwise_chain_views(cpu: CpuRuntime, rng: np.random.Generator, layout: str) -> None:
+    # Ragged extents, any input view, a broadcast bias; then bf16 in, f16 out.
+    gpu_checks.check_elementwise_views(run_gpu, cpu, rng, layout)
 
 
 def test_misaligned_and_offset_views_take_the_lane_path(cpu: CpuRuntime, rng: np.random.Generator) -> None:
@@ -366,7 +328,6 @@ def test_softmax_target_ir_shape() -> None:
         CHECK: vreduce {{.*}} {kind = "max"}
         CHECK: shuffle_xor {{.*}} {mask = 16}
         CHECK: shuffle_xor {{.*}} {mask = 1}
-        CHECK: barrier
         CHECK: store
         CHECK: barrier
         CHECK: vreduce {{.*}} {kind = "add"}

@@ -270,6 +270,30 @@ def test_target_ir_pipeline_shape() -> None:
     """)
 
 
+def test_main_loop_refills_without_guards() -> None:
+    """The iterations whose refill lies inside both tensors run in a loop of their own: its copies are
+    16-byte cp_asyncs from sources advanced by a constant per iteration (two i64 offsets carried with the
+    i32 stage indices), with no per-iteration `if` around them; programs on the M or N edge take the cut
+    copies (the `else`, uniform per program); ldmatrix addresses of later k steps are xors of the first's.
+    The general loop runs the rest."""
+    filecheck(print_function(lowered(matmul((64, 64), 32, BF16, stages=3))), """
+        CHECK: for %kt = %c0 to {{.*}} -> ({{(<4 x f32>, )+}}i32, i32, i64, i64) {
+        CHECK-NEXT: cp_async_wait {pending = 1}
+        CHECK-NEXT: barrier
+        CHECK-NEXT: if
+        CHECK-NOT: if
+        CHECK: cp_async {{.*}}, %c16 {bytes = 16}
+        CHECK: } else {
+        CHECK: xor {{.*}}, %c16{{.*}} : i64
+        CHECK: ldmatrix
+        CHECK: mma
+        CHECK: for %kt_1 = {{.*}} -> ({{(<4 x f32>, )+}}i32, i32) {
+        CHECK: if
+        CHECK: ldmatrix
+        CHECK: mma
+    """)
+
+
 def ptx_of(k: Kernel, arch: str = "sm_90a") -> str:
     return emit_ptx(Module([lower_kernel(k, cuda_target_info(arch))]), arch)
 
@@ -284,6 +308,21 @@ def test_ptx_instructions() -> None:
         CHECK: ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16
         CHECK: mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%f{{.*}}}, {%r{{.*}}}, {%r{{.*}}}, {%f{{.*}}};
         CHECK: cp.async.wait_group 0;
+    """)
+
+
+def test_main_loop_ptx_keeps_shared_addresses_32_bit() -> None:
+    """In the main loop the stage offset is an i32 product, and the ldmatrix of the next 16-row piece is
+    the first one's 32-bit address plus an immediate (which ptxas folds into the instruction)."""
+    filecheck(ptx_of(matmul((64, 64), 32, BF16, stages=3)), r"""
+        CHECK: cp.async.wait_group 1;
+        CHECK-NEXT: bar.sync 0;
+        CHECK: cp.async.cg.shared.global [%r{{[0-9]+}}], [%rd{{[0-9]+}}], 16, %r{{[0-9]+}};
+        CHECK: cp.async.commit_group;
+        CHECK-NEXT: mul.lo.s32 %r{{[0-9]+}}, %r{{[0-9]+}}, %r{{[0-9]+}};
+        CHECK: ldmatrix.sync.aligned.m8n8.x4.shared.b16 {{.*}}, {{\[}}[[A:%r[0-9]+]]{{\]}};
+        CHECK-NEXT: add.s32 [[A2:%r[0-9]+]], [[A]], 1024;
+        CHECK-NEXT: ldmatrix.sync.aligned.m8n8.x4.shared.b16 {{.*}}, {{\[}}[[A2]]{{\]}};
     """)
 
 
@@ -398,3 +437,93 @@ def test_device_bf16_matmul(rng: np.random.Generator, m: int, n: int, k: int) ->
     # bf16 output rounding (2^-8 relative) plus the f32 accumulation
     bound = 2.0 ** -8 * np.abs(ref) + 2e-6 * (np.abs(a.astype(np.float64)) @ np.abs(b.astype(np.float64)))
     assert (np.abs(y - ref) <= bound).all()
+
+
+# ---------------------------------------------------------------- grouped program order
+
+
+def plan_kernels(src: str, extents: dict[str, int], **schedule: object) -> list[Kernel]:
+    """The Tile IR kernels of the one function in `src` at these extents, for cuda, with the matmul
+    schedule's parameters replaced."""
+    from tessera.ir.graph_to_schedule import partition
+    from tessera.ir.schedule.gpu_heuristics import matmul_schedule, retarget
+    from tessera.ir.schedule_to_tile import lower_plan
+
+    module = tessera.compile(src, target="cuda")
+    fn = getattr(module, src.split("def ")[1].split("(")[0])
+    plan = retarget(partition(fn.specialized_graph({}, extents)))
+    for call in plan.calls:
+        s = matmul_schedule(call, **schedule)  # type: ignore[arg-type]
+        if s is not None:
+            call.schedule = s
+    return lower_plan(plan)
+
+
+def mm_kernels(m: int, n: int, kk: int, **schedule: object) -> list[Kernel]:
+    return plan_kernels(MM, {"M": m, "N": n, "K": kk}, **schedule)
+
+
+@pytest.mark.parametrize(("m", "group_m"), [(167, 4), (192, 2), (100, 8)])
+def test_grouped_program_order(rng: np.random.Generator, m: int, group_m: int) -> None:
+    """Output blocks ordered in groups of group_m block rows (the last group shorter where they do not
+    divide: 6 rows in groups of 4; more rows in a group than blocks): every block written once, right."""
+    n, k = 96, 48
+    (kern,) = mm_kernels(m, n, k, block=(32, 32), k=16, warps=4, stages=2, group_m=group_m)
+    assert kern.schedule.group_m == group_m
+    bf = ml_dtypes.bfloat16
+    a = rng.standard_normal((m, k)).astype(bf)
+    b = rng.standard_normal((k, n)).astype(bf)
+    y = np.full((m, n), np.nan, bf)
+    run_kernel(lowered(kern), kern, [a, b, y])
+    ref = a.astype(np.float64) @ b.astype(np.float64)
+    assert not np.isnan(y.astype(np.float32)).any(), "unwritten (poisoned) outputs"
+    bound = 2.0 ** -8 * np.abs(ref) + 2e-6 * (np.abs(a.astype(np.float64)) @ np.abs(b.astype(np.float64)))
+    assert (np.abs(y.astype(np.float64) - ref) <= bound).all()
+
+
+BMM = '''
+@jit
+def bmm(a: Tensor["B", "M", "K", bf16 @accum(f32)], b: Tensor["B", "K", "N", bf16]) -> Tensor["B", "M", "N", bf16]:
+    return cast(a @ b, bf16)
+'''
+
+
+def test_grouped_program_order_batched(rng: np.random.Generator) -> None:
+    """With leading (batch) axes the groups are formed within each batch's blocks."""
+    nb, m, n, k = 3, 100, 70, 40
+    (kern,) = plan_kernels(BMM, {"B": nb, "M": m, "N": n, "K": k}, block=(32, 32), k=16, warps=4, stages=2,
+                           group_m=3)
+    bf = ml_dtypes.bfloat16
+    a = rng.standard_normal((nb, m, k)).astype(bf)
+    b = rng.standard_normal((nb, k, n)).astype(bf)
+    y = np.full((nb, m, n), np.nan, bf)
+    run_kernel(lowered(kern), kern, [a, b, y])
+    ref = a.astype(np.float64) @ b.astype(np.float64)
+    assert not np.isnan(y.astype(np.float32)).any(), "unwritten (poisoned) outputs"
+    bound = 2.0 ** -8 * np.abs(ref) + 2e-6 * (np.abs(a.astype(np.float64)) @ np.abs(b.astype(np.float64)))
+    assert (np.abs(y.astype(np.float64) - ref) <= bound).all()
+
+
+def test_grouped_program_order_decode() -> None:
+    """The program index is decoded in Tile IR: group, row within the group, column; a group size that
+    divides the block rows needs no `minimum` (4096 / 128 in groups of 8), and group_m = 1 keeps the
+    row-by-row order."""
+    from tessera.ir.tile.parser import parse_kernel
+    from tessera.ir.tile.printer import print_kernel
+
+    (kern,) = mm_kernels(4096, 4096, 4096, group_m=8)
+    filecheck(print_kernel(kern), """
+        CHECK: schedule=Schedule(block=(128, 128), k=64, {{.*}}, group_m=8)
+        CHECK: %pid = program_id {axis = 0}
+        CHECK: %pid1 = program_id {axis = 1}
+        CHECK: floordiv
+        CHECK-NOT: minimum
+        CHECK: mod
+        CHECK: mod
+        CHECK: floordiv
+        CHECK: for
+    """)
+    assert parse_kernel(print_kernel(kern)).schedule == kern.schedule  # group_m survives the text form
+    (kern,) = mm_kernels(4096, 4096, 4096, group_m=1)
+    text = print_kernel(kern)
+    assert "group_m" not in text and "floordiv" not in text

@@ -2,16 +2,16 @@
 naming the call and the kernel), hiprtc compiling code objects for gfx90a and caching them on disk
 (where hip-python and the ROCm hiprtc library are installed), and the vendor-neutral half of the
 runtime (tessera/runtime/gpu_common.py: argument blocks, NumPy launches with copies in and out,
-device-resident plans) driven through a host-memory "device" whose launches run the wave64 Target IR
-in the lockstep interpreter. With one (tests marked `hip`, skipped without a device): tile kernels on
-fresh random NumPy views agree with the CPU backend, every example agrees with the reference through
-device-resident plans, kernels, streams, events and the code-object cache work on the device."""
+device-resident plans, debug-bounds launches) driven through a host-memory "device" whose launches
+run the wave64 Target IR in the lockstep interpreter. With one (tests marked `hip`, skipped without
+a device): tile kernels on fresh random NumPy views agree with the CPU backend, every example agrees
+with the reference through device-resident plans, kernels, streams, events and the code-object
+cache work on the device."""
 
 from __future__ import annotations
 
 import ctypes
 import json
-import math
 import os
 import subprocess
 import sys
@@ -24,7 +24,20 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from gpu_cases import ROOT, example_case, example_names
-from gpu_interpreter import run_kernel
+from gpu_checks import (
+    VIEWS,
+    InterpretedKernels,
+    agree,
+    check_elementwise_views,
+    check_example,
+    check_outputs,
+    check_plan_debug_bounds,
+    check_resident_plan,
+    device_runtime,
+    launcher,
+    poisoned,
+    view_of,
+)
 from tile_kernels import (
     argmax_rows,
     column_reduce,
@@ -37,43 +50,14 @@ from tile_kernels import (
 import tessera
 from tessera.cli import main
 from tessera.diagnostics import TesseraRuntimeError
-from tessera.dtypes import BF16, F16
-from tessera.ir.graph.reference import evaluate
+from tessera.dtypes import BF16
 from tessera.ir.target.info import hip_target_info
 from tessera.ir.tile.ops import Kernel
-from tessera.ir.tile_to_target import lower_kernel
 from tessera.runtime import hip
 from tessera.runtime.cpu import CpuRuntime
-from tessera.runtime.gpu_common import DeviceView, GpuCompiledFunction, GpuKernels, launch_arguments
+from tessera.runtime.gpu_common import DeviceView, GpuCompiledFunction, launch_arguments
 
 WAVE64 = hip_target_info("gfx90a")
-NARROW_RTOL = {np.dtype(np.float16): 2.0 ** -10, np.dtype(ml_dtypes.bfloat16): 2.0 ** -7}
-
-
-def poison(a: np.ndarray) -> None:
-    a[...] = np.array(np.nan).astype(a.dtype) if a.dtype.kind not in "biu" else -1
-
-
-def check_agree(got: Sequence[np.ndarray], want: Sequence[np.ndarray], outs: list[int], name: str,
-                rtol: float = 2e-6) -> None:
-    for i in outs:
-        g, w = got[i], want[i]
-        if g.dtype.kind in "biu":
-            np.testing.assert_array_equal(g, w, err_msg=f"{name} output {i}")
-        else:
-            r = max(rtol, NARROW_RTOL.get(g.dtype, 0.0))
-            np.testing.assert_allclose(g.astype(np.float64), w.astype(np.float64), rtol=r, atol=1e-6,
-                                       err_msg=f"{name} output {i}")
-
-
-@pytest.fixture(scope="module")
-def cpu() -> CpuRuntime:
-    return CpuRuntime()
-
-
-@pytest.fixture
-def rng() -> np.random.Generator:
-    return np.random.default_rng()
 
 
 # ---------------------------------------------------------------- without a GPU: errors
@@ -221,78 +205,9 @@ def test_hiprtc_compiles_code_objects_and_caches_them_on_disk(tmp_path: Path) ->
 # ---------------------------------------------------------------- without a GPU: the shared runtime
 
 
-class HostBuffer:
-    """Device memory stood in for by host memory (its address is the 'device pointer')."""
-
-    def __init__(self, nbytes: int) -> None:
-        self.mem = np.zeros(max(1, nbytes), np.uint8)
-        self.ptr = self.mem.ctypes.data
-        self.nbytes = nbytes
-        self.freed = False
-
-    def copy_from(self, host_ptr: int, nbytes: int, offset: int = 0, kernel: str | None = None) -> None:
-        ctypes.memmove(self.ptr + offset, host_ptr, nbytes)
-
-    def copy_to(self, host_ptr: int, nbytes: int, offset: int = 0, kernel: str | None = None) -> None:
-        ctypes.memmove(host_ptr, self.ptr + offset, nbytes)
-
-    def fill_bytes(self, value: int) -> None:
-        self.mem[:] = value
-
-    def to_host(self, shape: tuple[int, ...], dtype: np.dtype, offset: int = 0) -> np.ndarray:
-        n = math.prod(shape) * dtype.itemsize
-        return self.mem[offset:offset + n].view(dtype).reshape(shape).copy()
-
-    def free(self) -> None:
-        self.freed = True
-
-
-class HostDevice:
-    def __init__(self) -> None:
-        self.buffers: list[HostBuffer] = []
-        self.syncs = 0
-
-    def alloc(self, nbytes: int, kernel: str | None = None) -> HostBuffer:
-        self.buffers.append(HostBuffer(nbytes))
-        return self.buffers[-1]
-
-    def to_device(self, a: np.ndarray, kernel: str | None = None) -> HostBuffer:
-        a = np.ascontiguousarray(a)
-        buf = self.alloc(a.nbytes)
-        buf.copy_from(a.ctypes.data, a.nbytes)
-        return buf
-
-    def synchronize(self, kernel: str | None = None) -> None:
-        self.syncs += 1
-
-
-def view_array(v: DeviceView) -> np.ndarray:
-    """The NumPy array a device view describes (host memory here)."""
-    item = v.dtype.itemsize
-    span = sum((n - 1) * s for n, s in zip(v.shape, v.strides)) + 1 if all(v.shape) else 0
-    raw = (ctypes.c_uint8 * max(1, span * item)).from_address(v.ptr)
-    return np.ndarray(v.shape, v.dtype, buffer=raw, strides=tuple(s * item for s in v.strides))
-
-
-class InterpretedKernels(GpuKernels):
+def interpreted(kernels: Sequence[Kernel]) -> InterpretedKernels:
     """A kernel set whose launches run the wave64 Target IR in the lockstep interpreter."""
-
-    error = hip.HipError
-
-    def __init__(self, kernels: Sequence[Kernel]) -> None:
-        self.device = HostDevice()
-        self.fns = {k.name: (k, lower_kernel(k, WAVE64)) for k in kernels}
-        self.launches: list[tuple[str, int]] = []
-
-    def kernel(self, name: str) -> Kernel:
-        return self.fns[name][0]
-
-    def launch_device(self, name: str, views: Sequence[DeviceView], stream: object = None) -> None:
-        k, f = self.fns[name]
-        args = launch_arguments(hip.HipError, k, views)
-        self.launches.append((name, args.programs))
-        if args.programs:
-            run_kernel(f, k, [view_array(v) for v in views])
+    return InterpretedKernels(kernels, WAVE64, hip.HipError)
 
 
 def test_launch_arguments_follow_the_kernel_abi() -> None:
@@ -314,12 +229,7 @@ def test_launch_arguments_follow_the_kernel_abi() -> None:
 def test_numpy_launches_copy_in_and_out(cpu: CpuRuntime, rng: np.random.Generator, layout: str) -> None:
     m, n = 37, 101
     k = elementwise_chain(block=(8, 40))
-    if layout == "strided":
-        x = rng.standard_normal((2 * m, 3 * n)).astype(np.float32)[::2, ::3]
-    elif layout == "transposed":
-        x = rng.standard_normal((n, m)).astype(np.float32).T
-    else:
-        x = rng.standard_normal((m, n)).astype(np.float32)
+    x = view_of(rng, (m, n), "contiguous" if layout == "shared" else layout)
     bias = np.broadcast_to(rng.standard_normal(n).astype(np.float32), (m, n))
     if layout == "shared":  # input and output interleaved in one array: one device copy, written back whole
         both = rng.standard_normal((m, 2 * n)).astype(np.float32)
@@ -328,11 +238,11 @@ def test_numpy_launches_copy_in_and_out(cpu: CpuRuntime, rng: np.random.Generato
         arrays = [x, bias, np.empty((m, n), np.float32)]
     want = [a.copy() for a in arrays]
     cpu.compile([k]).launch(k.name, want)
-    poison(arrays[2])
+    arrays[2][...] = poisoned(arrays[2])
     before = arrays[0].copy()
-    ks = InterpretedKernels([k])
+    ks = interpreted([k])
     ks.launch(k.name, arrays)
-    check_agree(arrays, want, [2], k.name)
+    check_outputs(arrays, want, [2], k.name)
     np.testing.assert_array_equal(arrays[0], before)  # inputs are not copied back
     assert ks.device.syncs == 1 and all(b.freed for b in ks.device.buffers)
     assert len(ks.device.buffers) == (2 if layout == "shared" else 3)
@@ -340,7 +250,7 @@ def test_numpy_launches_copy_in_and_out(cpu: CpuRuntime, rng: np.random.Generato
 
 def test_numpy_launch_errors_are_checked_before_any_copy(rng: np.random.Generator) -> None:
     k = softmax_rows(256, False, name="sm")
-    ks = InterpretedKernels([k])
+    ks = interpreted([k])
     x = rng.standard_normal((4, 10)).astype(np.float32)
     with pytest.raises(hip.HipError, match="is written by the kernel but the array is read-only"):
         y = np.empty_like(x)
@@ -354,17 +264,22 @@ def test_numpy_launch_errors_are_checked_before_any_copy(rng: np.random.Generato
 @pytest.mark.parametrize(("file", "fn"), example_names())
 def test_device_resident_plans_match_the_reference(rng: np.random.Generator, file: str, fn: str) -> None:
     case = example_case(file, fn)
-    ks = InterpretedKernels(case.lowered.kernels or [])
-    compiled = GpuCompiledFunction(case.lowered.plan, case.lowered.kernels, ks, poison=True)
-    xs = case.inputs(rng)
-    got = compiled(*xs)
-    for g, s in zip(got, evaluate(case.lowered.graph, xs)):
-        g64, s64 = g.astype(np.float64), s.astype(np.float64)
-        assert not np.isnan(g64).any(), f"{case.id}: unwritten elements"
-        rel = np.linalg.norm(g64 - s64) / np.linalg.norm(s64)
-        assert rel < (2e-3 if g.dtype == ml_dtypes.bfloat16 else 1e-5), f"{case.id}: {rel:.2e}"
-    assert [n for n, _ in ks.launches] == [s.kernel for s in case.lowered.plan.steps if hasattr(s, "kernel")]
-    assert all(b.freed for b in ks.device.buffers)
+    check_resident_plan(case, interpreted(case.lowered.kernels or []), GpuCompiledFunction, rng)
+
+
+class _InterpretedRuntime:
+    """The process's HIP runtime stood in for: gfx90a, kernel sets interpreted on host memory."""
+
+    arch = "gfx90a"
+
+    def compile(self, kernels: Sequence[Kernel]) -> InterpretedKernels:
+        return interpreted(kernels)
+
+
+def test_debug_bounds_in_plans_without_a_gpu(monkeypatch: pytest.MonkeyPatch, rng: np.random.Generator) -> None:
+    monkeypatch.setattr(hip, "default_runtime", _InterpretedRuntime)
+    monkeypatch.setenv("TESSERA_DEBUG_BOUNDS", "1")
+    check_plan_debug_bounds("hip", rng)
 
 
 # ---------------------------------------------------------------- on an AMD GPU
@@ -372,21 +287,7 @@ def test_device_resident_plans_match_the_reference(rng: np.random.Generator, fil
 
 @pytest.fixture(scope="module")
 def rt() -> hip.HipRuntime:
-    why = hip.available()
-    if why is not None:
-        pytest.skip(f"no AMD GPU: {why}")
-    return hip.HipRuntime()
-
-
-def agree(rt: hip.HipRuntime, cpu: CpuRuntime, k: Kernel, arrays: list[np.ndarray], outs: list[int],
-          rtol: float = 2e-6) -> None:
-    want = [a.copy() for a in arrays]
-    cpu.compile([k]).launch(k.name, want)
-    got = [a.copy() for a in arrays]
-    for i in outs:
-        poison(got[i])
-    rt.compile([k]).launch(k.name, got)
-    check_agree(got, want, outs, k.name, rtol)
+    return device_runtime(hip.available, hip.HipRuntime, "AMD GPU")
 
 
 @pytest.mark.hip
@@ -413,40 +314,27 @@ def test_device_reports_itself(rt: hip.HipRuntime) -> None:
 def test_softmax_rows(rt: hip.HipRuntime, cpu: CpuRuntime, rng: np.random.Generator, bn: int, online: bool,
                       n: int) -> None:
     x = (rng.standard_normal((23, n)) * 5).astype(np.float32)
-    agree(rt, cpu, softmax_rows(bn, online, name=f"softmax_{bn}_{online}"), [x, np.empty_like(x)], [1])
+    agree(launcher(rt), cpu, softmax_rows(bn, online, name=f"softmax_{bn}_{online}"), [x, np.empty_like(x)], [1])
 
 
 @pytest.mark.hip
-@pytest.mark.parametrize("layout", ["contiguous", "strided", "transposed", "misaligned"])
+@pytest.mark.parametrize("layout", VIEWS)
 def test_elementwise_views(rt: hip.HipRuntime, cpu: CpuRuntime, rng: np.random.Generator, layout: str) -> None:
-    m, n = 37, 101
-    if layout == "strided":
-        x = rng.standard_normal((2 * m, 3 * n)).astype(np.float32)[::2, ::3]
-    elif layout == "transposed":
-        x = rng.standard_normal((n, m)).astype(np.float32).T
-    elif layout == "misaligned":
-        x = rng.standard_normal(m * n + 1).astype(np.float32)[1:].reshape(m, n)
-    else:
-        x = rng.standard_normal((m, n)).astype(np.float32)
-    bias = np.broadcast_to(rng.standard_normal(n).astype(np.float32), (m, n))
-    agree(rt, cpu, elementwise_chain(block=(8, 40)), [x, bias, np.empty((m, n), np.float32)], [2])
-    xb = rng.standard_normal((19, 130)).astype(ml_dtypes.bfloat16)
-    agree(rt, cpu, elementwise_chain(BF16, F16, block=(4, 64), name="chain_bf16"),
-          [xb, rng.standard_normal((1, 130)).astype(np.float32), np.empty((19, 130), np.float16)], [2])
+    check_elementwise_views(launcher(rt), cpu, rng, layout)
 
 
 @pytest.mark.hip
 def test_reductions_dots_and_shared_memory(rt: hip.HipRuntime, cpu: CpuRuntime, rng: np.random.Generator) -> None:
     x = rng.standard_normal((7, 100)).astype(np.float32) * 3 + 1
     w, b = rng.standard_normal(100).astype(np.float32), rng.standard_normal(100).astype(np.float32)
-    agree(rt, cpu, layernorm_rows(128, rows=3), [x, w, b, np.empty_like(x)], [3], rtol=1e-5)
+    agree(launcher(rt), cpu, layernorm_rows(128, rows=3), [x, w, b, np.empty_like(x)], [3], rtol=1e-5)
     a = rng.standard_normal((45, 70)).astype(ml_dtypes.bfloat16)
     bm = rng.standard_normal((70, 50)).astype(ml_dtypes.bfloat16)
-    agree(rt, cpu, matmul_epilogue((64, 64), 32, BF16, BF16, name="mm_bf16"),
+    agree(launcher(rt), cpu, matmul_epilogue((64, 64), 32, BF16, BF16, name="mm_bf16"),
           [a, bm, rng.standard_normal(50).astype(np.float32), np.empty((45, 50), a.dtype)], [3], rtol=1e-5)
     xs = rng.standard_normal((30, 21)).astype(np.float32)
-    agree(rt, cpu, column_reduce("sum", (8, 16)), [xs, np.empty((1, 21), np.float32)], [1], rtol=1e-5)
-    agree(rt, cpu, argmax_rows(64), [xs, np.zeros((30, 1), np.int64)], [1])
+    agree(launcher(rt), cpu, column_reduce("sum", (8, 16)), [xs, np.empty((1, 21), np.float32)], [1], rtol=1e-5)
+    agree(launcher(rt), cpu, argmax_rows(64), [xs, np.zeros((30, 1), np.int64)], [1])
 
 
 @pytest.mark.hip
@@ -456,11 +344,7 @@ def test_examples_match_the_reference(rt: hip.HipRuntime, rng: np.random.Generat
     compiled = GpuCompiledFunction(case.lowered.plan, case.lowered.kernels, rt.compile(case.lowered.kernels),
                                    poison=True)
     xs = case.inputs(rng)
-    for g, s in zip(compiled(*xs), evaluate(case.lowered.graph, xs)):
-        g64, s64 = g.astype(np.float64), s.astype(np.float64)
-        assert not np.isnan(g64).any(), f"{case.id}: unwritten elements"
-        rel = np.linalg.norm(g64 - s64) / np.linalg.norm(s64)
-        assert rel < (2e-3 if g.dtype == ml_dtypes.bfloat16 else 1e-5), f"{case.id}: {rel:.2e}"
+    check_example(case, xs, compiled(*xs))
 
 
 @pytest.mark.hip

@@ -190,7 +190,6 @@ def test_softmax_uses_vector_loads_warp_shuffles_and_a_shared_exchange() -> None
         CHECK: max.NaN.f32
         CHECK: shfl.sync.bfly.b32 {{%f[0-9]+}}, {{%f[0-9]+}}, 16, 31, -1;
         CHECK: shfl.sync.bfly.b32 {{%f[0-9]+}}, {{%f[0-9]+}}, 1, 31, -1;
-        CHECK: bar.sync 0;
         CHECK: st.shared.f32
         CHECK: bar.sync 0;
         CHECK: ld.shared.f32

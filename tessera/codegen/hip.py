@@ -45,6 +45,7 @@ import re
 import struct
 from dataclasses import dataclass, field
 
+from tessera.codegen.gpu_printer import GpuPrinter
 from tessera.ir.gpu_layout import GpuUnsupported
 from tessera.ir.target.info import DEFAULT_AMD_ARCH, amd_arch
 from tessera.ir.target.ops import (
@@ -52,7 +53,6 @@ from tessera.ir.target.ops import (
     Module,
     Op,
     Pointer,
-    Region,
     Scalar,
     TargetIRError,
     Value,
@@ -151,24 +151,18 @@ class _Types:
         return name
 
 
-class _Emitter:
+class _Emitter(GpuPrinter):
+    vendor = "HIP"
+    return_stmt = "return;"
+
     def __init__(self, f: Function, warp: int, types: _Types) -> None:
-        if f.threads <= 0:
-            raise TargetIRError(f"HIP emitter: function @{f.name} is not a GPU kernel (it has no thread count); "
-                                "lower it with a HIP TargetInfo")
+        super().__init__(f, "HIP")
         if f.threads % warp:
             raise TargetIRError(f"HIP emitter: @{f.name} has {f.threads} threads, not whole wavefronts of {warp}")
-        self.f = f
         self.warp = warp
         self.types = types
-        self.lines: list[str] = []
         self.depth = 1
-        self.vals: dict[int, list[str]] = {}
-        self.consts: dict[int, object] = {}
         self.ids = itertools.count()
-        self.shared_offsets: dict[int, int] = {}
-        self.shared_size = 0
-        self.names_used: set[str] = set()
 
     # -- locals ----------------------------------------------------------------------------------
 
@@ -183,18 +177,9 @@ class _Emitter:
         self.emit(f"{ctype} const {name} = {expr};" if ctype.endswith("*") else f"const {ctype} {name} = {expr};")
         return name
 
-    def r(self, v: Value) -> list[str]:
-        try:
-            return self.vals[v.uid]
-        except KeyError:
-            raise TargetIRError(f"HIP emitter: value %{v.hint or v.uid} used before definition") from None
-
     def lane(self, v: Value, i: int) -> str:
         regs = self.r(v)
         return regs[i] if len(regs) > 1 else regs[0]
-
-    def set(self, op: Op, names: list[str]) -> None:
-        self.vals[op.result.uid] = names
 
     def lanewise(self, op: Op, expr: str) -> None:
         """result lane i := expr formatted with the operands' lane i as {0}, {1}, ..."""
@@ -208,16 +193,10 @@ class _Emitter:
 
     def run(self) -> str:
         f = self.f
-        self._layout_shared(f.body)
+        self.layout_shared(f.body)
         params = []
         for p in f.params:
-            base = _sanitize(p.hint or f"arg{p.uid}")
-            name = base
-            for n in itertools.count(1):
-                if name not in self.names_used:
-                    break
-                name = f"{base}_{n}"
-            self.names_used.add(name)
+            name = self.unique(_sanitize(p.hint or f"arg{p.uid}"))
             if isinstance(p.ty, Scalar) and p.ty.kind not in ("i32", "i64", "f32", "f64"):
                 raise TargetIRError(f"HIP emitter: parameter type {p.ty.kind} is not supported")
             params.append(f"{_ctype(p)} {name}")
@@ -230,60 +209,16 @@ class _Emitter:
                 ",\n".join(f"    {p}" for p in params) + ") {"]
         return "\n".join([*head, *self.lines, "}"]) + "\n"
 
-    def _layout_shared(self, r: Region) -> None:
-        for op in r.ops:
-            if op.name == "shared":
-                size = int(op.attr("count")) * max(1, Scalar(str(op.attr("elem"))).bits // 8)  # type: ignore[arg-type]
-                self.shared_offsets[op.result.uid] = self.shared_size
-                self.shared_size += -(-size // 16) * 16
-            for sub in op.regions:
-                self._layout_shared(sub)
+    # -- constants and lanes (splat, extract and insert: GpuPrinter) -------------------------------
 
-    def region(self, r: Region) -> list[list[str]] | None:
-        for op in r.ops:
-            if op.name == "yield":
-                return [self.r(v) for v in op.operands]
-            if op.name == "return":
-                self.emit("return;")
-                return None
-            handler = getattr(self, "op_" + op.name, None)
-            if handler is None:
-                raise TargetIRError(f"the HIP emitter does not implement target op '{op.name}'")
-            handler(op)
-        return None
-
-    # -- constants and lanes ---------------------------------------------------------------------
-
-    def op_const(self, op: Op) -> None:
-        t = op.result.ty
-        kind = elem_of(t).kind
-        value = op.attr("value")
-        lanes = list(value) if isinstance(value, tuple) else [value] * lanes_of(t)
-        self.consts[op.result.uid] = value
-        seen: dict[object, str] = {}
-        out = []
-        for x in lanes:
-            if x not in seen:
-                if kind == "i1":
-                    lit = "true" if x else "false"
-                elif kind[0] == "f":
-                    lit = _float_lit(float(x), kind)  # type: ignore[arg-type]
-                else:
-                    lit = _int_lit(int(x), kind)  # type: ignore[call-overload]
-                seen[x] = self.define(_C[kind], lit, "c")
-            out.append(seen[x])
-        self.set(op, out)
-
-    def op_splat(self, op: Op) -> None:
-        self.set(op, self.r(op.operands[0]) * int(op.attr("lanes")))  # type: ignore[operator, arg-type]
-
-    def op_extract(self, op: Op) -> None:
-        self.set(op, [self.r(op.operands[0])[int(op.attr("index"))]])  # type: ignore[arg-type]
-
-    def op_insert(self, op: Op) -> None:
-        names = list(self.r(op.operands[0]))
-        names[int(op.attr("index"))] = self.r(op.operands[1])[0]  # type: ignore[arg-type]
-        self.set(op, names)
+    def constant(self, kind: str, x: object) -> str:
+        if kind == "i1":
+            lit = "true" if x else "false"
+        elif kind[0] == "f":
+            lit = _float_lit(float(x), kind)  # type: ignore[arg-type]
+        else:
+            lit = _int_lit(int(x), kind)  # type: ignore[call-overload]
+        return self.define(_C[kind], lit, "c")
 
     def op_vreduce(self, op: Op) -> None:
         elem = elem_of(op.operands[0].ty)
@@ -630,16 +565,11 @@ class _Emitter:
 
     # -- GPU ids and synchronisation -------------------------------------------------------------
 
-    def _special(self, op: Op, reg: str) -> None:
-        if int(op.attr("axis")) != 0:  # type: ignore[arg-type]
-            raise TargetIRError(f"HIP emitter: {op.name} along axis {op.attr('axis')} (the runtime launches 1-D grids)")
-        self.set(op, [self.define("long long", f"(long long){reg}")])
+    program_id_reg = "blockIdx.x"
+    thread_id_reg = "threadIdx.x"
 
-    def op_program_id(self, op: Op) -> None:
-        self._special(op, "blockIdx.x")
-
-    def op_thread_id(self, op: Op) -> None:
-        self._special(op, "threadIdx.x")
+    def special(self, reg: str) -> str:
+        return self.define("long long", f"(long long){reg}")
 
     def op_barrier(self, op: Op) -> None:
         self.emit("__syncthreads();")

@@ -38,6 +38,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 from tessera.codegen import ptx_bf16
+from tessera.codegen.gpu_printer import GpuPrinter
 from tessera.ir.gpu_layout import GpuUnsupported
 from tessera.ir.target.info import TargetInfo
 from tessera.ir.target.ops import (
@@ -45,7 +46,6 @@ from tessera.ir.target.ops import (
     Module,
     Op,
     Pointer,
-    Region,
     Scalar,
     TargetIRError,
     Value,
@@ -131,21 +131,15 @@ def _sanitize(hint: str) -> str:
     return out if out and (out[0].isalpha() or out[0] == "_") else f"v_{out}"
 
 
-class _Emitter:
+class _Emitter(GpuPrinter):
+    vendor = "PTX"
+    return_stmt = "ret;"
+
     def __init__(self, f: Function) -> None:
-        if f.threads <= 0:
-            raise TargetIRError(f"PTX emitter: function @{f.name} is not a GPU kernel (it has no thread count); "
-                                "lower it with a CUDA TargetInfo")
-        self.f = f
-        self.lines: list[str] = []
+        super().__init__(f, "CUDA")
         self.counts: dict[str, int] = defaultdict(int)
         self.named: list[tuple[str, str]] = []  # (class, name) of named registers
-        self.names_used: set[str] = set()
-        self.vals: dict[int, list[str]] = {}
-        self.consts: dict[int, object] = {}  # uid -> the constant's value (for immediates)
         self.labels = itertools.count()
-        self.shared_offsets: dict[int, int] = {}
-        self.shared_size = 0
         self.locals: list[tuple[str, int]] = []
         self.smem_base: str | None = None
         self.defs = ptx_bf16.definitions(f)  # for the bf16 rounding peephole (ptx_bf16)
@@ -165,13 +159,7 @@ class _Emitter:
         base = _sanitize(hint or "v")
         if re.fullmatch(r"(p|rs|r|f|rd|fd)\d+", base):  # the numbered registers' names
             base = "v_" + base
-        base = "%" + base
-        name = base
-        for n in itertools.count(1):
-            if name not in self.names_used:
-                break
-            name = f"{base}_{n}"
-        self.names_used.add(name)
+        name = self.unique("%" + base)
         self.named.append((cls, name))
         return name
 
@@ -181,12 +169,6 @@ class _Emitter:
             return [self.preg(t)]
         kind = elem_of(t).kind
         return [self.reg(kind) for _ in range(lanes_of(t))]
-
-    def r(self, v: Value) -> list[str]:
-        try:
-            return self.vals[v.uid]
-        except KeyError:
-            raise TargetIRError(f"PTX emitter: value %{v.hint or v.uid} used before definition") from None
 
     def emit(self, text: str) -> None:
         self.lines.append("    " + text)
@@ -198,7 +180,7 @@ class _Emitter:
 
     def run(self) -> str:
         f = self.f
-        self._layout_shared(f.body)
+        self.layout_shared(f.body)
         self.dynamic_shared = self.shared_size > STATIC_SHARED_BYTES
         params = []
         for p in f.params:
@@ -227,7 +209,8 @@ class _Emitter:
         head = [f"// {f.doc}" if f.doc else f"// kernel {f.name}",
                 *([f"// dynamic shared memory: {self.shared_size} bytes"] if self.dynamic_shared else []),
                 f".visible .entry {f.name}(", ",\n".join(f"    {p}" for p in params), ")",
-                f".reqntid {f.threads}, 1, 1", "{"]
+                f".reqntid {f.threads}, 1, 1",
+                *([f".minnctapersm {f.min_programs}"] if f.min_programs else []), "{"]
         decls = []
         for cls, prefix in sorted({v for v in _CLASS.values()}, key=lambda x: x[1]):
             if self.counts[prefix]:
@@ -238,65 +221,18 @@ class _Emitter:
         decls += [f"    .local .align 16 .b8 {name}[{size}];" for name, size in self.locals]
         return "\n".join([*head, *decls, "", *self.lines, "}"]) + "\n"
 
-    def _layout_shared(self, r: Region) -> None:
-        for op in r.ops:
-            if op.name == "shared":
-                size = int(op.attr("count")) * _bytes(Scalar(str(op.attr("elem"))))  # type: ignore[arg-type]
-                self.shared_offsets[op.result.uid] = self.shared_size
-                self.shared_size += -(-size // 16) * 16
-            for sub in op.regions:
-                self._layout_shared(sub)
+    # -- constants and lanes (splat, extract and insert: GpuPrinter) -------------------------------
 
-    def region(self, r: Region) -> list[list[str]] | None:
-        for op in r.ops:
-            if op.name == "yield":
-                return [self.r(v) for v in op.operands]
-            if op.name == "return":
-                self.emit("ret;")
-                return None
-            handler = getattr(self, "op_" + op.name, None)
-            if handler is None:
-                raise TargetIRError(f"the PTX emitter does not implement target op '{op.name}'")
-            handler(op)
-        return None
-
-    def set(self, op: Op, regs: list[str]) -> None:
-        self.vals[op.result.uid] = regs
-
-    # -- constants and lanes -------------------------------------------------------------------
-
-    def op_const(self, op: Op) -> None:
-        t = op.result.ty
-        kind = elem_of(t).kind
-        value = op.attr("value")
-        lanes = list(value) if isinstance(value, tuple) else [value] * lanes_of(t)
-        self.consts[op.result.uid] = value
-        regs: dict[object, str] = {}
-        out = []
-        for x in lanes:
-            if x not in regs:
-                reg = self.reg(kind)
-                if kind == "i1":
-                    self.emit(f"mov.pred {reg}, {1 if x else 0};")
-                elif kind[0] == "f":
-                    suffix = "b16" if kind == "f16" else kind
-                    self.emit(f"mov.{suffix} {reg}, {_float_imm(float(x), kind)};")  # type: ignore[arg-type]
-                else:
-                    self.emit(f"mov.b{_INT_BITS[kind]} {reg}, {_int_imm(int(x), kind)};")  # type: ignore[call-overload]
-                regs[x] = reg
-            out.append(regs[x])
-        self.set(op, out)
-
-    def op_splat(self, op: Op) -> None:
-        self.set(op, self.r(op.operands[0]) * int(op.attr("lanes")))  # type: ignore[operator, arg-type]
-
-    def op_extract(self, op: Op) -> None:
-        self.set(op, [self.r(op.operands[0])[int(op.attr("index"))]])  # type: ignore[arg-type]
-
-    def op_insert(self, op: Op) -> None:
-        regs = list(self.r(op.operands[0]))
-        regs[int(op.attr("index"))] = self.r(op.operands[1])[0]  # type: ignore[arg-type]
-        self.set(op, regs)
+    def constant(self, kind: str, x: object) -> str:
+        reg = self.reg(kind)
+        if kind == "i1":
+            self.emit(f"mov.pred {reg}, {1 if x else 0};")
+        elif kind[0] == "f":
+            suffix = "b16" if kind == "f16" else kind
+            self.emit(f"mov.{suffix} {reg}, {_float_imm(float(x), kind)};")  # type: ignore[arg-type]
+        else:
+            self.emit(f"mov.b{_INT_BITS[kind]} {reg}, {_int_imm(int(x), kind)};")  # type: ignore[call-overload]
+        return reg
 
     def op_vreduce(self, op: Op) -> None:
         kind = str(op.attr("kind"))
@@ -863,19 +799,14 @@ class _Emitter:
 
     # -- GPU ids and synchronisation -----------------------------------------------------------
 
-    def _special(self, op: Op, reg: str) -> None:
-        if int(op.attr("axis")) != 0:  # type: ignore[arg-type]
-            raise TargetIRError(f"PTX emitter: {op.name} along axis {op.attr('axis')} (the runtime launches 1-D grids)")
+    program_id_reg = "%ctaid.x"
+    thread_id_reg = "%tid.x"
+
+    def special(self, reg: str) -> str:
         t, d = self.reg("i32"), self.reg("i64")
         self.emit(f"mov.u32 {t}, {reg};")
         self.emit(f"cvt.u64.u32 {d}, {t};")
-        self.set(op, [d])
-
-    def op_program_id(self, op: Op) -> None:
-        self._special(op, "%ctaid.x")
-
-    def op_thread_id(self, op: Op) -> None:
-        self._special(op, "%tid.x")
+        return d
 
     def op_barrier(self, op: Op) -> None:
         self.emit("bar.sync 0;")

@@ -15,7 +15,14 @@ thread keeps `rpt * cpt` loads in flight). Otherwise the per-slot path runs unch
 applies to layouts whose slots are all part of the block (`Layout.rows_exact` and `chunks_exact`),
 which the GPU schedules (tessera/ir/schedule/gpu_heuristics.py) pick for large tensors.
 
-`BLOCK_ACCESS` switches the block test off (bench/gpu.py times both forms).
+The two branches meet with every slot's raw vector as their results. A 16-bit element takes a
+whole 32-bit register there (a PTX `.b16` register is one), so a bf16 row would hold twice the
+registers its words need from the loads until it is decoded; with `PACKED_JOIN` the branches yield
+the loaded 32-bit words instead (two elements each) and the lanes are taken apart after the join,
+which ptxas folds into the decoding (bf16 -> f32 is a shift or a mask of the word). Registers are
+what bound the rows in flight per SM of a row kernel (bench/NOTES-gpu.md).
+
+`BLOCK_ACCESS` and `PACKED_JOIN` switch these off (bench/gpu.py times both forms).
 """
 
 from __future__ import annotations
@@ -25,13 +32,14 @@ from typing import TYPE_CHECKING
 
 from tessera.ir.gpu_layout import Layout
 from tessera.ir.target import convert as cv
-from tessera.ir.target.ops import Value, Vector
+from tessera.ir.target.ops import I16, I32, Value, Vector
 
 if TYPE_CHECKING:
     from tessera.ir.tile_to_target import TensorArg
     from tessera.ir.tile_to_target_gpu import _GpuLowering
 
 BLOCK_ACCESS = True
+PACKED_JOIN = True
 Slot = tuple[int, int]
 
 
@@ -75,11 +83,39 @@ def load_slots(low: _GpuLowering, t: TensorArg, starts: Sequence[Value], shape: 
     b = low.b
     ty = Vector(lay.vec, cv.storage_scalar(t.dtype))
     rows: dict[int, Value] = {}
-    with b.if_(inside, [ty] * len(slots)) as br:
-        b.yield_([b.load(_slot_pointer(low, t, starts, shape, lay, rows, i, j), ty) for i, j in slots])
+    packed = PACKED_JOIN and ty.elem == I16 and lay.vec % 2 == 0
+    words = lay.vec // 2 if packed else 1
+    with b.if_(inside, [I32] * (words * len(slots)) if packed else [ty] * len(slots)) as br:
+        fast = [b.load(_slot_pointer(low, t, starts, shape, lay, rows, i, j), ty) for i, j in slots]
+        b.yield_([w for v in fast for w in _pack(low, v)] if packed else fast)
         b.else_(br)
-        b.yield_([slot(i, j) for i, j in slots])
-    return dict(zip(slots, br.results))
+        slow = [slot(i, j) for i, j in slots]
+        b.yield_([w for v in slow for w in _pack(low, v)] if packed else slow)
+    if not packed:
+        return dict(zip(slots, br.results))
+    return {s: _unpack(low, br.results[k * words:(k + 1) * words], ty) for k, s in enumerate(slots)}
+
+
+def _pack(low: _GpuLowering, v: Value) -> list[Value]:
+    """The 16-bit lanes of v as 32-bit words, two lanes each (the lower lane in the low half)."""
+    b = low.b
+    assert isinstance(v.ty, Vector)
+    out = []
+    for k in range(0, v.ty.lanes, 2):
+        lo = b.cast("zext", b.op("extract", v, index=k), I32)
+        hi = b.cast("zext", b.op("extract", v, index=k + 1), I32)
+        out.append(b.op("or", lo, b.op("shl", hi, b.like(16, hi))))
+    return out
+
+
+def _unpack(low: _GpuLowering, words: Sequence[Value], ty: Vector) -> Value:
+    """The vector of 16-bit lanes `words` hold (the inverse of _pack)."""
+    b = low.b
+    v = b.splat(b.const(0, I16), ty.lanes)
+    for k, w in enumerate(words):
+        v = b.op("insert", v, b.cast("trunc", w, I16), index=2 * k)
+        v = b.op("insert", v, b.cast("trunc", b.op("lshr", w, b.like(16, w)), I16), index=2 * k + 1)
+    return v
 
 
 def store_slots(low: _GpuLowering, t: TensorArg, starts: Sequence[Value], shape: tuple[int, ...], lay: Layout,

@@ -17,8 +17,9 @@ its fragment layout, tessera/ir/gpu_mma.py), an f32 accumulator starting from a 
 defined outside the loop. Anything else keeps the general lowering (operands staged in shared
 memory, an FMA loop).
 
-The lowering, for S = schedule.stages (at least 2: one stage computing while the next fills) and the CTA's warps tiling the BM x BN output
-(each warp a WTM x WTN tile of 16 x 8 mma tiles, its accumulator in fragment registers):
+The lowering, for S = schedule.stages (at least 2: one stage computing while the next fills) and
+the CTA's warps tiling the BM x BN output (each warp a WTM x WTN tile of 16 x 8 mma tiles, its
+accumulator in fragment registers):
 
 - shared memory holds S stages of the A and B tiles, each row-major in 16-byte chunks permuted
   within 128-byte lines (`swizzle_chunk`), so the 8 rows an ldmatrix reads hit distinct banks;
@@ -32,6 +33,16 @@ The lowering, for S = schedule.stages (at least 2: one stage computing while the
   (checked once at run time), with the source size cut at the tensor's edge so the rest is zero
   (ragged M, N, K need no masks); else each chunk is read lane by lane under the bounds mask and
   stored to the same place (strided views, odd extents);
+- the iterations whose refill lies inside K (the same prefix in every program) run first, in a main
+  loop of their own: its refills are the whole 16-byte copies alone (a program whose tile crosses
+  the M or N edge branches, uniformly, to the cut ones), from two global offsets carried and
+  advanced by a constant, so neither the fallback copies' registers nor per-iteration index
+  arithmetic reach the hot loop; the general loop runs the rest (the last S - 1 iterations, or all
+  of them when the copies cannot be 16 bytes);
+- the hot loop's addresses are kept narrow for ptxas: stage indices are i32, and each ldmatrix
+  address is a thread offset (one per operand where the swizzle allows: the other k steps' and
+  column pieces' offsets are it xor a constant, `_xor_invariant`) plus a constant it folds into
+  the instruction;
 - after the loop the fragments go to shared memory as an f32 row-major block (rows padded by 8
   elements: the 8 rows of a fragment store fall in distinct banks) that the epilogue reads like any
   shared block.
@@ -45,7 +56,7 @@ from typing import TYPE_CHECKING
 from tessera.dtypes import DType
 from tessera.ir.gpu_mma import LDMATRIX_ROWS, MmaLayout, mma_layout, swizzle_chunk
 from tessera.ir.target import convert as cv
-from tessera.ir.target.ops import F32, I16, I32, Op, Pointer, Vector
+from tessera.ir.target.ops import F32, I16, I32, I64, Op, Pointer, Vector
 from tessera.ir.target.ops import Value as TValue
 from tessera.ir.tile.ops import BlockType, TensorRefType
 
@@ -157,6 +168,13 @@ def _shift_invariant(cpr: int, rows: int, shift: int) -> bool:
                for r in range(max(0, rows - shift)) for c in range(cpr))
 
 
+def _xor_invariant(cpr: int, rows: int, chunks: object, step: int) -> bool:
+    """Whether moving `step` chunks right from any of `chunks` (in any row) moves the swizzled chunk
+    to itself xor `step`: then an offset `step` chunks on is the first one xor 8 * step elements."""
+    return all(swizzle_chunk(r, h + step, cpr) == swizzle_chunk(r, h, cpr) ^ step
+               for r in range(rows) for h in chunks)  # type: ignore[attr-defined]
+
+
 class _Operand:
     """One staged operand: its tensor, tile shape and the thread's chunk slots: chunk tid + s * threads
     of the tile for slot s (row-major over 16-byte chunks)."""
@@ -256,7 +274,7 @@ class _Pipeline:
         self._fragment_offsets()
         for s in range(self.stages - 1):
             with b.if_(b.cmp("slt", b.index(s), n_iter)):
-                self.issue(b.index(s), b.index(s))
+                self.issue(b.index(s), b.const(s, I32))
                 b.yield_([])
             b.emit("cp_async_commit", [])
         init = L.blocks[self.op.operands[3].uid].value  # type: ignore[union-attr]
@@ -265,8 +283,12 @@ class _Pipeline:
         # The stage read (it % S) and the stage refilled ((it + S - 1) % S) are carried and wrapped
         # by a select: a 64-bit remainder per iteration is a subroutine call on the GPU.
         last = b.index(self.stages - 1)
-        carried = [*([acc0] * len(tiles)), zero, last]
-        with b.for_(zero, n_iter, b.index(1), carried, iv_hint="kt") as lp:
+        # Stage indices are i32: they only address shared memory.
+        state = [*([acc0] * len(tiles)), b.const(0, I32), b.const(self.stages - 1, I32)]
+        start = zero
+        if self._splittable():
+            start, state = self._main_loop(n_iter, tiles, state)
+        with b.for_(start, n_iter, b.index(1), state, iv_hint="kt") as lp:
             it = lp.iv
             cur, fill = lp.args[len(tiles)], lp.args[len(tiles) + 1]
             b.emit("cp_async_wait", [], pending=self.stages - 2)
@@ -277,11 +299,8 @@ class _Pipeline:
                 b.yield_([])
             b.emit("cp_async_commit", [])
             acc = dict(zip(tiles, lp.args))
-            a_stage = b.ptradd(self.a_base, b.op("mul", cur, b.index(a.elems)))
-            b_stage = b.ptradd(self.b_base, b.op("mul", cur, b.index(bo.elems)))
-            self._k_steps(a_stage, b_stage, acc, tiles)
-            wrap = [b.select(b.cmp("eq", x, last), zero, b.op("add", x, b.index(1))) for x in (cur, fill)]
-            b.yield_([*(acc[t] for t in tiles), *wrap], lp)
+            self._compute(cur, acc, tiles)
+            b.yield_([*(acc[t] for t in tiles), *self._wrap(cur, fill)], lp)
         b.emit("cp_async_wait", [], pending=0)
         b.emit("barrier", [])
         epi = self._cast(arena, F32)
@@ -292,16 +311,109 @@ class _Pipeline:
         L.blocks[self.op.results[0].uid] = Shared((m.bm, m.bn), m.dot.result.ty.dtype,  # type: ignore[union-attr]
                                                   epi, (epi_stride, 1))
 
+    def _compute(self, cur: TValue, acc: dict[tuple[int, int], TValue], tiles: list[tuple[int, int]]) -> None:
+        """The mma steps on stage `cur` (i32)."""
+        a_stage = self._stage(self.a_base, cur, self.opa.elems)
+        b_stage = self._stage(self.b_base, cur, self.opb.elems)
+        self._k_steps(a_stage, b_stage, acc, tiles)
+
+    def _wrap(self, *stages: TValue) -> list[TValue]:
+        b = self.L.b
+        last, zero = b.const(self.stages - 1, I32), b.const(0, I32)
+        return [b.select(b.cmp("eq", x, last), zero, b.op("add", x, b.const(1, I32))) for x in stages]
+
+    # -- the main loop: every copy whole and inside both tensors -----------------------------------
+
+    def _splittable(self) -> bool:
+        """Whether both operands' chunk slots are a base plus constant steps (the main loop's copies)."""
+        return all(o.base is not None and o.invariant and o.chunks % self.L.threads == 0
+                   for o in (self.opa, self.opb))
+
+    def _main_loop(self, n_iter: TValue, tiles: list[tuple[int, int]],
+                   state: list[TValue]) -> tuple[TValue, list[TValue]]:
+        """The iterations 0 .. n_main - 1 whose refill is an interior copy (`_interior`), as a loop
+        with no edge or fallback copies: their registers and code stay out of the hot loop, and the
+        global sources advance by a constant instead of being recomputed from k. Returns n_main (where
+        the general loop starts) and the carried state after it."""
+        b, m, S = self.L.b, self.m, self.stages
+        zero, one = b.index(0), b.index(1)
+        a, bo = self.opa, self.opb
+        # Interior iterations are a prefix: k + BK <= K holds for it <= (K - BK - lo) / step (step > 0).
+        kmin = b.op("min", a.t.extents[1], bo.t.extents[0])
+        room = b.op("sub", b.op("sub", kmin, b.index(m.bk)), self.lo)
+        n_k = b.select(b.cmp("sge", room, zero), b.op("add", b.op("div", room, self.step), one), zero)
+        # The bounds are the same in every program (CTA): one whose tile crosses the M or N edge
+        # takes the cut copies of `_copy_fast` in its main loop, a uniform branch.
+        n_fast = b.select(self.fast, b.op("min", n_k, n_iter), zero)
+        n_main = b.op("max", b.op("sub", n_fast, b.index(S - 1)), zero)
+        cta = b.op("and", b.cmp("sle", b.op("add", self.m0, b.index(m.bm)), a.t.extents[0]),
+                   b.cmp("sle", b.op("add", self.n0, b.index(m.bn)), bo.t.extents[1]))
+        # Element offsets of slot 0's sources for the refill of iteration S - 1 (fast path: unit
+        # column strides), and their advance per iteration.
+        k0 = b.op("add", self.lo, b.op("mul", b.index(S - 1), self.step))
+        a_row, a_col, _ = a.base  # type: ignore[misc]
+        b_row, b_col, _ = bo.base  # type: ignore[misc]
+        a_src = b.op("add", b.op("mul", b.op("add", self.m0, a_row), a.t.strides[0]), b.op("add", k0, a_col))
+        b_src = b.op("add", b.op("mul", b.op("add", k0, b_row), bo.t.strides[0]), b.op("add", self.n0, b_col))
+        a_adv, b_adv = self.step, b.op("mul", self.step, bo.t.strides[0])
+        n = len(tiles)
+        with b.for_(zero, n_main, one, [*state, a_src, b_src], iv_hint="kt") as lp:
+            cur, fill, a_at, b_at = lp.args[n:]
+            b.emit("cp_async_wait", [], pending=S - 2)
+            b.emit("barrier", [])
+            with b.if_(cta) as br:
+                self._copy_main(a, a_at, fill)
+                self._copy_main(bo, b_at, fill)
+                b.yield_([])
+                b.else_(br)
+                k = b.op("add", self.lo, b.op("mul", b.op("add", lp.iv, b.index(S - 1)), self.step))
+                for o, r0, c0 in ((a, self.m0, k), (bo, k, self.n0)):
+                    self._copy_fast(o, r0, c0, fill)
+                b.yield_([])
+            b.emit("cp_async_commit", [])
+            acc = dict(zip(tiles, lp.args))
+            self._compute(cur, acc, tiles)
+            b.yield_([*(acc[t] for t in tiles), *self._wrap(cur, fill), b.op("add", a_at, a_adv),
+                      b.op("add", b_at, b_adv)], lp)
+        return n_main, list(lp.results[:n + 2])
+
+    def _copy_main(self, o: _Operand, src_off: TValue, stage: TValue) -> None:
+        """Slot s copies 16 bytes from src_off + s * shift rows to the stage's slot s (a constant
+        shared offset from slot 0)."""
+        b = self.L.b
+        base = self.a_base if o is self.opa else self.b_base
+        _, _, off = o.base  # type: ignore[misc]
+        dst = b.ptradd(self._stage(base, stage, o.elems), off)
+        src = b.ptradd(o.t.ptr, src_off)
+        src_step = b.op("mul", o.t.strides[0], b.index(o.shift))
+        size = b.const(CHUNK_BYTES, I32)
+        for s in range(o.n_slots):
+            if s:
+                src = b.ptradd(src, src_step)
+            b.emit("cp_async", [dst if s == 0 else b.ptradd(dst, b.index(s * o.shift * o.cols)), src, size],
+                   bytes=CHUNK_BYTES)
+
     def _k_steps(self, a_stage: TValue, b_stage: TValue, acc: dict[tuple[int, int], TValue],
                  tiles: list[tuple[int, int]]) -> None:
         """The mma steps of one k tile on the current stage (acc updated in place): ldmatrix x4 of
         each A 16x16 piece and ldmatrix x4 .trans of each B 16x16 piece per 16-deep k step.
         (tessera/ir/gpu_mfma.py overrides it, with _fragment_offsets and _store_fragments.)"""
         b, lay, m = self.L.b, self.lay, self.m
+        # An offset is (thread value v, x, c): v ^ x + c. The pointer to v ^ x is formed once per stage
+        # and c added to it, so ptxas folds c into the ldmatrix's address; the xor is computed here, in
+        # the loop, rather than kept in a register per k step.
+        bases: dict[tuple[int, int, int], TValue] = {}
+
+        def at(stage: TValue, off: tuple[TValue, int, int]) -> TValue:
+            v, x, c = off
+            key = (stage.uid, v.uid, x)
+            if key not in bases:
+                bases[key] = b.ptradd(stage, b.op("xor", v, b.index(x)) if x else v)
+            return bases[key] if c == 0 else b.ptradd(bases[key], b.index(c))
+
         for kk in range(m.bk // lay.k):
-            afr = [b.op("ldmatrix", b.ptradd(a_stage, self.a_off[i][kk]), count=4, trans=False)
-                   for i in range(self.mt)]
-            bfr = [b.op("ldmatrix", b.ptradd(b_stage, self.b_off[p][kk]), count=4, trans=True)
+            afr = [b.op("ldmatrix", at(a_stage, self.a_frag[i][kk]), count=4, trans=False) for i in range(self.mt)]
+            bfr = [b.op("ldmatrix", at(b_stage, self.b_frag[p][kk]), count=4, trans=True)
                    for p in range(self.nt // 2)]
             for i, j in tiles:
                 src = bfr[j // 2]
@@ -343,21 +455,35 @@ class _Pipeline:
         a_rows = b.op("add", row0, in16)
         a_inv = _shift_invariant(self.opa.cpr, m.bm, 16)
         b_inv = _shift_invariant(self.opb.cpr, m.bk, 16)
-        self.a_off = []
+        # (v, x, c) triples, the offset v ^ x + c: pieces 16 rows apart differ by a constant where the
+        # swizzle is shift-invariant, and pieces 2 chunks apart by an xor where it is xor-invariant.
+        self.a_frag: list[list[tuple[TValue, int, int]]] = []
+        a_first: list[tuple[TValue, int, int]] = []
+        for kk in range(ksteps):
+            if kk and _xor_invariant(self.opa.cpr, m.bm, range(2), 2 * kk):
+                a_first.append((a_first[0][0], 16 * kk, 0))
+            else:
+                a_first.append((self.swizzled(a_rows, b.op("add", hi, b.index(2 * kk)), self.opa.cpr), 0, 0))
         for i in range(self.mt):
             if i and a_inv:
-                self.a_off.append([b.op("add", self.a_off[0][kk], b.index(16 * i * m.bk)) for kk in range(ksteps)])
+                self.a_frag.append([(v, x, c + 16 * i * m.bk) for v, x, c in a_first])
                 continue
             row = a_rows if i == 0 else b.op("add", a_rows, b.index(16 * i))
-            self.a_off.append([self.swizzled(row, b.op("add", hi, b.index(2 * kk)), self.opa.cpr)
-                               for kk in range(ksteps)])
-        self.b_off = []
+            self.a_frag.append(a_first if i == 0 else [
+                (self.swizzled(row, b.op("add", hi, b.index(2 * kk)), self.opa.cpr), 0, 0) for kk in range(ksteps)])
+        self.b_frag: list[list[tuple[TValue, int, int]]] = []
+        chunks = [wc * (self.w.wtn // 8) + h for wc in range(self.w.wn) for h in range(2)]
         for p in range(self.nt // 2):
-            ch = b.op("add", col0, b.op("add", hi, b.index(2 * p)))
-            first = self.swizzled(in16, ch, self.opb.cpr)
-            self.b_off.append([first if kk == 0 else (
-                b.op("add", first, b.index(16 * kk * m.bn)) if b_inv
-                else self.swizzled(b.op("add", in16, b.index(16 * kk)), ch, self.opb.cpr)) for kk in range(ksteps)])
+            if p and _xor_invariant(self.opb.cpr, m.bk, chunks, 2 * p):
+                first = (self.b_frag[0][0][0], 16 * p, 0)
+            else:
+                ch = b.op("add", col0, b.op("add", hi, b.index(2 * p)))
+                first = (self.swizzled(in16, ch, self.opb.cpr), 0, 0)
+            self.b_frag.append([(first[0], first[1], 16 * kk * m.bn) if kk == 0 or b_inv
+                                else (self.swizzled(b.op("add", in16, b.index(16 * kk)),
+                                                    b.op("add", col0, b.op("add", hi, b.index(2 * p))),
+                                                    self.opb.cpr), 0, 0)
+                                for kk in range(ksteps)])
 
     def _fast_condition(self) -> TValue:
         """i1, uniform: every chunk copy is 16 contiguous bytes at 16-byte-aligned addresses (row-major
@@ -423,8 +549,12 @@ class _Pipeline:
                    bytes=CHUNK_BYTES)
 
     def _dst(self, o: _Operand, base: TValue, stage: TValue, off: TValue) -> TValue:
+        return self.L.b.ptradd(self._stage(base, stage, o.elems), off)
+
+    def _stage(self, base: TValue, stage: TValue, elems: int) -> TValue:
+        """Stage `stage` (i32) of the tiles at base, `elems` elements each."""
         b = self.L.b
-        return b.ptradd(base, b.op("add", b.op("mul", stage, b.index(o.elems)), off))
+        return b.ptradd(base, b.cast("zext", b.op("mul", stage, b.const(elems, I32)), I64))
 
     def _copy_fast(self, o: _Operand, r0: TValue, c0: TValue, stage: TValue) -> None:
         b = self.L.b

@@ -78,7 +78,10 @@ def row_allreduce(L: _GpuLowering, partials: list[TValue], lay: Layout, kind: st
     scratch = L.alloc_shared(elem, lay.rpt * warps)
     lane = b.op("and", L.tid, b.index(L.warp - 1))
     warp = b.op("lshr", L.tid, b.index(L.warp.bit_length() - 1))
-    b.emit("barrier", [])
+    if len(L.shared_scopes) > 1:
+        # Inside a loop the previous iteration's readers of `scratch` must finish first; outside
+        # one the array is this reduction's own (alloc_shared hands out fresh pieces), unread yet.
+        b.emit("barrier", [])
     with b.if_(b.cmp("eq", lane, b.index(0))):
         for i, p in enumerate(partials):
             x = b.cast("zext", p, elem) if dt == BOOL else p

@@ -606,9 +606,16 @@ class _Matmul(_Base):
         lead = ext[:-2]
         n_mb, n_nb = cdiv(m, bm), cdiv(n, bn)
         self.b.grid(math.prod(lead) * n_mb, n_nb)
-        lead_idx, mb = self.split(self.b.program_id(0), lead, n_mb)
+        g = call.schedule.group_m
+        if g > 1 and n_mb > 1 and n_nb > 1:
+            lin = self.add(self.mul(self.b.program_id(0), n_nb), self.b.program_id(1, hint="pid1"))
+            lead_idx, rest = self.split(lin, lead, n_mb * n_nb)
+            mb, nb = self._grouped(rest, n_mb, n_nb, g)
+        else:
+            lead_idx, mb = self.split(self.b.program_id(0), lead, n_mb)
+            nb = self.b.program_id(1, hint="pid1")
         m0 = self.mul(mb, bm)
-        n0 = self.mul(self.b.program_id(1, hint="pid1"), bn)
+        n0 = self.mul(nb, bn)
         unit = (1,) * nlead
         frame = _Frame(call.space.dims, lead_idx + [m0, n0], [None] * nlead + [0, 1], (bm, bn),
                        call.space.shape)
@@ -667,6 +674,15 @@ class _Matmul(_Base):
                     blk = self.op("reshape", blk, shape=unit + (bm, bn))
                 self.b.store(self.params[i], *lead_idx, m0, n0, value=blk)
         return self.b.build()
+
+    def _grouped(self, pid: Value, n_mb: int, n_nb: int, g: int) -> tuple[Value, Value]:
+        """(block row, block column) of program `pid` of an n_mb x n_nb grid ordered in groups of g
+        block rows, column-major within a group (the last group may be shorter)."""
+        width = g * n_nb
+        first = self.mul(self.op("floordiv", pid, self.c(width)), g)
+        size = self.c(g) if n_mb % g == 0 else self.op("minimum", self.op("sub", self.c(n_mb), first), self.c(g))
+        within = self.op("mod", pid, self.c(width))
+        return self.add(first, self.op("mod", within, size)), self.op("floordiv", within, size)
 
     def _chain(self, v: GraphValue, part: str) -> tuple[GraphValue, list[GraphOp]]:
         """The buffer value an operand is loaded from and the prologue ops from it to the operand."""

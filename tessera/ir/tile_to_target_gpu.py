@@ -45,7 +45,7 @@ from dataclasses import dataclass
 
 from tessera.codegen.mathlib import MathLib
 from tessera.dtypes import BOOL, INT64, DType
-from tessera.ir import gpu_dot, gpu_layout, gpu_memory, gpu_mfma, gpu_pipeline, gpu_reduce
+from tessera.ir import gpu_dot, gpu_layout, gpu_memory, gpu_mfma, gpu_pipeline, gpu_reduce, gpu_row_divide
 from tessera.ir.gpu_layout import GpuUnsupported, Layout, natural
 from tessera.ir.target import convert as cv
 from tessera.ir.target.builder import Builder
@@ -219,6 +219,7 @@ class _GpuLowering:
             self.pids = self._program_ids(self._hoist("program_id", [I64], axis=0))
             self.region(k.body.ops)
         fn.threads = self.threads
+        fn.min_programs = k.schedule.resident_threads // self.threads
         limit = max(MAX_SHARED_BYTES, self.t.max_shared_bytes)  # beyond 48 KiB: dynamic shared memory
         if self.shared_bytes > limit:
             raise GpuScheduleLimit(
@@ -582,13 +583,14 @@ class _GpuLowering:
             with b.if_(fast, [ty]) as br:
                 b.yield_([b.load(b.ptradd(row_ptr, g), ty)])
                 b.else_(br)
-                lane = b.lane_index(lanes)
-                mask = b.cmp("ult", b.op("add", b.splat(g, lanes), lane), b.splat(ext, lanes))
+                cols = b.op("add", b.splat(g, lanes), b.lane_index(lanes))
+                mask = b.cmp("ult", cols, b.splat(ext, lanes))
                 if ok is not None:
                     mask = b.op("and", mask, b.splat(ok, lanes))
-                offs = b.op("mul", lane, b.splat(t.strides[-1], lanes))
-                p = b.ptradd(row_ptr, b.op("mul", g, t.strides[-1]))
-                b.yield_([b.gather(p, offs, mask, b.const(other_s, ty))])
+                # Offsets from the row, not from the slot: lane * stride would be the same for every
+                # slot, and the compiler keeps those lane offsets live through the whole block.
+                offs = b.op("mul", cols, b.splat(t.strides[-1], lanes))
+                b.yield_([b.gather(row_ptr, offs, mask, b.const(other_s, ty))])
             return br.results[0]
 
         # All slots' vector loads back to back when the whole block is inside (gpu_memory).
@@ -641,14 +643,14 @@ class _GpuLowering:
                     b.store(b.ptradd(row_ptr, g), raw, keep)
                 b.yield_([])
                 b.else_(br)
-                lane = b.lane_index(lanes)
-                mask = b.cmp("ult", b.op("add", b.splat(g, lanes), lane), b.splat(ext, lanes))
+                cols = b.op("add", b.splat(g, lanes), b.lane_index(lanes))
+                mask = b.cmp("ult", cols, b.splat(ext, lanes))
                 if ok is not None:
                     mask = b.op("and", mask, b.splat(ok, lanes))
                 if keep is not None:
                     mask = b.op("and", mask, keep)
-                offs = b.op("mul", lane, b.splat(t.strides[-1], lanes))
-                b.scatter(b.ptradd(row_ptr, b.op("mul", g, t.strides[-1])), offs, raw, mask)
+                # Offsets from the row (as in load): no lane offsets shared by all slots.
+                b.scatter(row_ptr, b.op("mul", cols, b.splat(t.strides[-1], lanes)), raw, mask)
                 b.yield_([])
 
         # All slots' vector stores in one branch when the whole block is inside (gpu_memory).
@@ -682,6 +684,12 @@ class _GpuLowering:
         shape = self._shape(op.result)
         lay = self.layout_for(op.operands, shape)
         self._check_slots(lay)
+        dens = gpu_row_divide.row_divisor(self, op, lay, shape)
+        if dens is not None:  # one reciprocal per row, two FMAs per element
+            nums = {(i, j): self.operand(op.operands[0], lay, shape, i, j) for i, j in lay.slots()}
+            chunks = gpu_row_divide.divide(self, lay, nums, dens)
+            self.blocks[op.result.uid] = Regs(lay, shape, op.result.ty.dtype, chunks)  # type: ignore[union-attr]
+            return
         chunks = {}
         for i, j in lay.slots():
             args = [self.operand(v, lay, shape, i, j) for v in op.operands]

@@ -118,11 +118,6 @@ class CubinCompiler:
             return out.read_bytes()
 
 
-_default: CubinCompiler | None = None
-
-
+@functools.cache
 def default_compiler() -> CubinCompiler:
-    global _default
-    if _default is None:
-        _default = CubinCompiler()
-    return _default
+    return CubinCompiler()

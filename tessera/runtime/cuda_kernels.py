@@ -12,8 +12,9 @@ fresh `DeviceArray` (`device_result`).
 
 `@jit` code calling a kernel takes the plan route: the graph's `kernel` op becomes a kernel of the
 function's plan, which tessera/runtime/cuda.py runs with device buffers; with TESSERA_DEBUG_BOUNDS=1
-such a kernel also takes a debug buffer, which `launch_checked` provides (as the CPU's executor
-does) and reads back to report the first out-of-bounds access (E-BOUNDS).
+such a kernel also takes a debug buffer, which tessera/runtime/gpu_common.py's `launch_checked`
+provides (as the CPU's executor does) and reads back to report the first out-of-bounds access
+(E-BOUNDS).
 
 A schedule the GPU lowering cannot map (more shared memory than a CTA has, too many elements per
 thread, too many threads) is an E-SCHEDULE compile error at the schedule, as a schedule whose stack
@@ -23,17 +24,15 @@ frame is too large is on the CPU; an operation the GPU backend lacks stays "not 
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from tessera.diagnostics import error
-from tessera.ir.tile_to_target_gpu import GpuScheduleLimit
+from tessera.runtime.gpu_common import compile_scheduled
 
 if TYPE_CHECKING:
     from tessera.ir.kernel_to_tile import LoweredKernel
-    from tessera.ir.schedule.ops import KernelCall
-    from tessera.runtime.cuda import CudaKernels, DeviceView
+    from tessera.runtime.cuda import CudaKernels
     from tessera.runtime.device_array import DeviceArray
 
 
@@ -41,12 +40,7 @@ def compile_kernel(low: LoweredKernel, name: str) -> CudaKernels:
     """The lowered kernel `low` (of the @kernel `name`) loaded on the process's CUDA device."""
     from tessera.runtime.cuda import default_runtime
 
-    try:
-        return default_runtime().compile([low.kernel])
-    except GpuScheduleLimit as ex:
-        raise error("E-SCHEDULE", f"the schedule {low.schedule.schedule} of '{name}' cannot be compiled for the "
-                    f"cuda target: {ex}", low.schedule.span,
-                    notes=["use smaller blocks, more warps (fewer elements per thread) or fewer stages"]) from None
+    return compile_scheduled(default_runtime(), low, name, "cuda")
 
 
 def device_result(shape: tuple[int, ...], dtype: np.dtype) -> DeviceArray:
@@ -59,25 +53,4 @@ def device_result(shape: tuple[int, ...], dtype: np.dtype) -> DeviceArray:
     return DeviceArray(buf.ptr, shape, dt, owner=buf)
 
 
-def launch_checked(compiled: CudaKernels, step: KernelCall, views: list[DeviceView], stream: Any = 0) -> None:
-    """Launch a plan's user kernel compiled with debug bounds: its zeroed debug buffer inserted among the
-    views, copied back once the kernel is done, and its first violation raised as E-BOUNDS."""
-    from tessera.runtime.cuda import DeviceView
-    from tessera.runtime.kernels import debug_buffer, report_bounds
-
-    low = step.bounds
-    assert low is not None and step.kernel is not None and step.debug_param is not None
-    host = debug_buffer(low)
-    buf = compiled.device.to_device(host, kernel=step.kernel)
-    try:
-        view = DeviceView(buf.ptr, host.shape, tuple(s // host.itemsize for s in host.strides), host.dtype)
-        compiled.launch_device(step.kernel, [*views[:step.debug_param], view, *views[step.debug_param:]], stream)
-        compiled.device.synchronize(kernel=step.kernel)
-        buf.copy_to(host.ctypes.data, host.nbytes, kernel=step.kernel)
-    finally:
-        buf.free()
-    op = next(o for o in step.ops if o.name == "kernel")
-    report_bounds(low.kernel.name, host, low, op.span)
-
-
-__all__ = ["compile_kernel", "device_result", "launch_checked"]
+__all__ = ["compile_kernel", "device_result"]

@@ -1,16 +1,22 @@
 """What every GPU runtime shares, whatever the vendor: device views, argument checks, the kernel
 argument block, running kernels on NumPy arrays and running Schedule IR plans on device buffers.
 
-A vendor runtime (tessera/runtime/hip.py; tessera/runtime/cuda.py holds its own copy of this logic
-until it moves onto these classes) supplies a device and a kernel set with a small interface:
+A vendor runtime (tessera/runtime/cuda.py, tessera/runtime/hip.py) supplies a device and a kernel
+set with a small interface:
 
 - `GpuDevice`: `alloc(nbytes, kernel)` -> a `GpuBuffer` (`ptr`, `copy_from`, `copy_to`,
   `fill_bytes`, `to_host`, `free`; `DeviceBufferBase` has the vendor-neutral part),
-  `to_device(array)`, `synchronize(kernel)`, `make_current()`; `ProcessDevice` holds the process's
-  device (created on first use, a failure remembered as one line), `LoadedSets` its loaded
-  kernel sets;
+  `to_device(array)` (`GpuDeviceBase`: alloc and copy), `synchronize(kernel)`, `make_current()`;
+  `ProcessDevice` holds the process's device (created on first use, a failure remembered as one
+  line);
 - `GpuKernels`: `device`, `kernel(name)` and `launch_device(name, views, stream)`; `launch` (NumPy
-  arrays in, copied to the device and back) and plans (`GpuCompiledFunction`) are built on those.
+  arrays in, copied to the device and back; a vendor's device arrays used in place) and plans
+  (`GpuCompiledFunction`, kernels compiled with debug bounds included: `launch_checked`) are built
+  on those;
+- `GpuRuntime`: the process's device and architecture and the kernel sets loaded so far
+  (`LoadedSets`, keyed by the kernels' text); a vendor names its cache `tag` and builds a set
+  (`_build`). `compile_scheduled` compiles a @kernel call's kernel, a schedule the GPU lowering
+  cannot map reported as E-SCHEDULE.
 
 Launches pass the arguments of `tessera.ir.tile_to_target_gpu.gpu_abi` (a 64-bit pointer, extents
 and strides in elements per tensor, then the grid) as one C array of pointers to the values, the
@@ -26,7 +32,7 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 import numpy as np
 
@@ -36,12 +42,16 @@ from tessera.ir.schedule.ops import Buffer, HostPrint, KernelCall, Plan
 from tessera.ir.tile.ops import Kernel, TensorRefType
 from tessera.source import Span
 
+if TYPE_CHECKING:
+    from tessera.ir.kernel_to_tile import LoweredKernel
+
 
 class GpuRuntimeError(TesseraRuntimeError):
     """A GPU failure (no runtime or device, a failed API call, bad launch arguments): a run-time
     error (exit code 3), with a one-line message naming the call and the kernel."""
 
     span = Span("<gpu>", 1, 1, 1, 1)
+    grid_unit = "workgroups"  # what the vendor calls the programs of a grid, in messages
 
     def __init__(self, message: str) -> None:
         super().__init__(Diagnostic("E-RUNTIME", message, self.span))
@@ -69,6 +79,20 @@ class GpuDevice(Protocol):
     def to_device(self, a: np.ndarray, kernel: str | None = None) -> GpuBuffer: ...
 
     def synchronize(self, kernel: str | None = None) -> None: ...
+
+
+class GpuDeviceBase:
+    """The vendor-neutral part of a device: `to_device` as an allocation and a copy."""
+
+    def alloc(self, nbytes: int, kernel: str | None = None) -> Any:
+        raise NotImplementedError
+
+    def to_device(self, a: np.ndarray, kernel: str | None = None) -> Any:
+        """A fresh device copy of `a` (made contiguous first)."""
+        a = np.ascontiguousarray(a)
+        buf = self.alloc(a.nbytes, kernel)
+        buf.copy_from(a.ctypes.data, a.nbytes, kernel=kernel)
+        return buf
 
 
 class DeviceBufferBase:
@@ -172,6 +196,44 @@ class LoadedSets(Generic[K]):
             return self._sets.setdefault(key, built)
 
 
+class GpuRuntime(Generic[K]):
+    """Compiles tile kernels for a process's GPU (`dev`, default: the vendor's process-wide device)
+    and architecture (default: the device's); holds the loaded kernel sets. A vendor sets `tag`
+    (the loaded sets' key, bumped when what a set holds changes), `_process_device` and `_build`."""
+
+    tag: str
+
+    def __init__(self, dev: Any = None, arch: str | None = None) -> None:
+        self.device = dev if dev is not None else self._process_device()
+        self.arch: str = arch or self.device.arch
+        self._loaded: LoadedSets[K] = LoadedSets()
+
+    def _process_device(self) -> Any:
+        raise NotImplementedError
+
+    def _build(self, kernels: Sequence[Kernel]) -> K:
+        raise NotImplementedError
+
+    def compile(self, kernels: Sequence[Kernel]) -> K:
+        """The kernels loaded on the device (built once per set of kernels)."""
+        return self._loaded.get(self.tag, self.arch, kernels, lambda: self._build(kernels))
+
+
+def compile_scheduled(runtime: GpuRuntime[K], low: LoweredKernel, name: str, target: str) -> K:
+    """A @kernel call's lowered kernel `low` (of the @kernel `name`) loaded by `runtime`; a schedule
+    the GPU lowering cannot map is an E-SCHEDULE error at the schedule (as a stack frame too large
+    is on the CPU)."""
+    from tessera.diagnostics import error
+    from tessera.ir.tile_to_target_gpu import GpuScheduleLimit
+
+    try:
+        return runtime.compile([low.kernel])
+    except GpuScheduleLimit as ex:
+        raise error("E-SCHEDULE", f"the schedule {low.schedule.schedule} of '{name}' cannot be compiled for the "
+                    f"{target} target: {ex}", low.schedule.span,
+                    notes=["use smaller blocks, more warps (fewer elements per thread) or fewer stages"]) from None
+
+
 @dataclass(frozen=True)
 class DeviceView:
     """A strided view of device memory: element (i0, ...) at ptr + sum(i * stride) * itemsize."""
@@ -267,7 +329,8 @@ def launch_arguments(error: ErrorType, k: Kernel, views: Sequence[DeviceView]) -
     grid = [d.evaluate(env) for d in k.grid]
     total = max(0, math.prod(grid))
     if total >= 2 ** 31:
-        raise error(f"kernel {k.name}: {total} programs exceed the 2^31 - 1 workgroups of a 1-D grid")
+        unit = getattr(error, "grid_unit", GpuRuntimeError.grid_unit)
+        raise error(f"kernel {k.name}: {total} programs exceed the 2^31 - 1 {unit} of a 1-D grid")
     values: list[ctypes.c_uint64 | ctypes.c_int64] = []
     for p in gpu_abi(k):
         if p.kind == "ptr":
@@ -306,19 +369,31 @@ class GpuKernels:
     def launch_device(self, name: str, views: Sequence[DeviceView], stream: Any = 0) -> None:
         raise NotImplementedError
 
-    def launch(self, name: str, arrays: Sequence[np.ndarray]) -> None:
+    def _resident(self, a: Any) -> bool:
+        """Whether argument `a` is the vendor's device memory, which kernels use in place."""
+        return False
+
+    def _resident_view(self, a: Any) -> DeviceView:
+        """The view of a resident argument, once the work that produces it is done."""
+        raise NotImplementedError
+
+    def launch(self, name: str, arrays: Sequence[Any]) -> None:
         """Run kernel `name` on NumPy arrays (any views): copy in, launch, wait, copy out (the
-        memory of arrays whose spans overlap is one device allocation, as on the host)."""
+        memory of arrays whose spans overlap is one device allocation, as on the host). Resident
+        arguments (`_resident`: a vendor's device arrays) are read and written in place."""
         k = self.kernel(name)
         if len(arrays) != len(k.params):
             raise self.error(f"kernel {name} takes {len(k.params)} arrays, got {len(arrays)}")
-        for i, (p, a) in enumerate(zip(k.params, arrays)):
-            check_array(self.error, name, i, p.hint, p.ty, k.roles[i], a)  # type: ignore[arg-type]
+        host = [i for i, a in enumerate(arrays) if not self._resident(a)]
+        for i in host:
+            check_array(self.error, name, i, k.params[i].hint, k.params[i].ty, k.roles[i],  # type: ignore[arg-type]
+                        arrays[i])
         dev = self.device
         bufs: list[tuple[list[int], int, int, GpuBuffer]] = []
         views: list[DeviceView | None] = [None] * len(arrays)
         try:
-            for members, lo, hi in host_clusters(arrays):
+            for members, lo, hi in host_clusters([arrays[i] for i in host]):
+                members = [host[m] for m in members]
                 buf = dev.alloc(hi - lo, kernel=name)
                 bufs.append((members, lo, hi, buf))
                 buf.copy_from(lo, hi - lo, kernel=name)
@@ -326,6 +401,9 @@ class GpuKernels:
                     a = arrays[i]
                     views[i] = DeviceView(buf.ptr + (address(a) - lo), a.shape,
                                           tuple(s // a.itemsize for s in a.strides), a.dtype)
+            for i, a in enumerate(arrays):
+                if views[i] is None:
+                    views[i] = self._resident_view(a)
             self.launch_device(name, views)  # type: ignore[arg-type]
             dev.synchronize(kernel=name)
             for members, lo, hi, buf in bufs:
@@ -373,23 +451,15 @@ class GpuCompiledFunction:
     def upload(self, *arrays: np.ndarray) -> GpuPlanState:
         """The plan's buffers on the device, the parameters copied in: `run()` it (as often as
         wanted - benchmarks time that), read `results()`, then `free()`."""
-        from tessera.runtime.executor import ExecutionError
-
-        plan = self.plan
-        if len(arrays) != len(plan.params):
-            raise ExecutionError(f"@{plan.name} takes {len(plan.params)} arguments, {len(arrays)} were given")
+        self.check_count(arrays)
         state = GpuPlanState(self)
         dev = self.compiled.device
         try:
-            for i, (b, a, dt) in enumerate(zip(plan.params, arrays, self._dtypes)):
+            for i, (b, a) in enumerate(zip(self.plan.params, arrays)):
                 a = np.asarray(a)
-                if a.dtype != dt:
-                    raise ExecutionError(f"@{plan.name} argument {i} ({b.name}) must be {b.dtype}, got {a.dtype}")
-                if a.shape != b.shape:
-                    raise ExecutionError(f"@{plan.name} argument {i} ({b.name}) must have shape {b.shape}, "
-                                         f"got {a.shape}")
+                self.check_argument(i, b, a)
                 state.roots[b] = dev.to_device(a)
-            for b in plan.buffers:
+            for b in self.plan.buffers:
                 if b.base is None and b.kind != "param":
                     nbytes = math.prod(b.shape) * np.dtype(numpy_dtype(b.dtype)).itemsize
                     state.roots[b] = dev.alloc(nbytes)
@@ -399,6 +469,23 @@ class GpuCompiledFunction:
             state.free()
             raise
         return state
+
+    def check_count(self, arrays: Sequence[Any]) -> None:
+        from tessera.runtime.executor import ExecutionError
+
+        plan = self.plan
+        if len(arrays) != len(plan.params):
+            raise ExecutionError(f"@{plan.name} takes {len(plan.params)} arguments, {len(arrays)} were given")
+
+    def check_argument(self, i: int, b: Buffer, a: Any) -> None:
+        """Argument `i` (an array of any kind: `dtype` and `shape`) has parameter `b`'s dtype and shape."""
+        from tessera.runtime.executor import ExecutionError
+
+        name = self.plan.name
+        if a.dtype != self._dtypes[i]:
+            raise ExecutionError(f"@{name} argument {i} ({b.name}) must be {b.dtype}, got {a.dtype}")
+        if tuple(a.shape) != tuple(b.shape):
+            raise ExecutionError(f"@{name} argument {i} ({b.name}) must have shape {b.shape}, got {tuple(a.shape)}")
 
     @staticmethod
     def to_host(buf: GpuBuffer, b: Buffer) -> np.ndarray:
@@ -428,15 +515,22 @@ class GpuPlanState:
                 if empty_out:
                     continue
                 assert step.kernel is not None, "the plan was not lowered to Tile IR"
-                fn.compiled.launch_device(step.kernel, views, stream)
+                if step.bounds is None:
+                    fn.compiled.launch_device(step.kernel, views, stream)
+                else:  # a user kernel compiled with TESSERA_DEBUG_BOUNDS=1
+                    launch_checked(fn.compiled, step, views, stream)
             elif isinstance(step, HostPrint):
                 fn.compiled.device.synchronize()
                 host = {b.root: fn.to_host(self.roots[b.root], b.root) for b in step.args}
                 fn._host.out = fn.out
                 fn._host._print(step, host)
 
-    def results(self) -> list[np.ndarray]:
-        self.fn.compiled.device.synchronize(kernel=self.fn.plan.name)
+    def results(self, stream: Any = None) -> list[np.ndarray]:
+        """The results, once `stream` (an object with `synchronize()`; None: the whole device) is done."""
+        if stream is not None:
+            stream.synchronize()
+        else:
+            self.fn.compiled.device.synchronize(kernel=self.fn.plan.name)
         return [self.fn.to_host(self.roots[b], b) for b in self.fn.plan.results]
 
     def free(self) -> None:
@@ -445,7 +539,28 @@ class GpuPlanState:
         self.roots.clear()
 
 
-__all__ = ["DeviceBufferBase", "DeviceView", "GpuBuffer", "GpuCompiledFunction", "GpuDevice", "GpuKernels",
-           "GpuPlanState", "GpuRuntimeError", "LaunchArguments", "LoadedSets", "ProcessDevice", "address",
-           "check_array",
-           "check_view", "host_clusters", "launch_arguments"]
+def launch_checked(compiled: GpuKernels, step: KernelCall, views: list[DeviceView], stream: Any = 0) -> None:
+    """Launch a plan's user kernel compiled with debug bounds: its zeroed debug buffer inserted among
+    the views, copied back once the kernel is done, and its first violation raised as E-BOUNDS (as
+    the CPU's executor does)."""
+    from tessera.runtime.kernels import debug_buffer, report_bounds
+
+    low = step.bounds
+    assert low is not None and step.kernel is not None and step.debug_param is not None
+    host = debug_buffer(low)
+    buf = compiled.device.to_device(host, kernel=step.kernel)
+    try:
+        view = DeviceView(buf.ptr, host.shape, tuple(s // host.itemsize for s in host.strides), host.dtype)
+        compiled.launch_device(step.kernel, [*views[:step.debug_param], view, *views[step.debug_param:]], stream)
+        compiled.device.synchronize(kernel=step.kernel)
+        buf.copy_to(host.ctypes.data, host.nbytes, kernel=step.kernel)
+    finally:
+        buf.free()
+    op = next(o for o in step.ops if o.name == "kernel")
+    report_bounds(low.kernel.name, host, low, op.span)
+
+
+__all__ = ["DeviceBufferBase", "DeviceView", "GpuBuffer", "GpuCompiledFunction", "GpuDevice", "GpuDeviceBase",
+           "GpuKernels", "GpuPlanState", "GpuRuntime", "GpuRuntimeError", "LaunchArguments", "LoadedSets",
+           "ProcessDevice", "address", "check_array", "check_view", "compile_scheduled", "host_clusters",
+           "launch_arguments", "launch_checked"]

@@ -27,11 +27,10 @@ kernel involved.
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-
-import numpy as np
 
 from tessera.ir.schedule.ops import Plan
 from tessera.ir.tile.ops import Kernel
@@ -40,10 +39,12 @@ from tessera.runtime.gpu_common import (
     DeviceBufferBase,
     DeviceView,
     GpuCompiledFunction,
+    GpuDeviceBase,
     GpuKernels,
+    GpuRuntime,
     GpuRuntimeError,
-    LoadedSets,
     ProcessDevice,
+    compile_scheduled,
     launch_arguments,
 )
 from tessera.source import Span
@@ -140,7 +141,7 @@ def _text(raw: Any) -> str:
     return str(raw).strip()
 
 
-class HipDevice:
+class HipDevice(GpuDeviceBase):
     """AMD GPU `ordinal`, current on the calling thread."""
 
     def __init__(self, ordinal: int = 0) -> None:
@@ -173,12 +174,6 @@ class HipDevice:
 
     def alloc(self, nbytes: int, kernel: str | None = None) -> HipBuffer:
         return HipBuffer(self, int(_call("hipMalloc", max(1, nbytes), kernel=kernel)), nbytes)
-
-    def to_device(self, a: np.ndarray, kernel: str | None = None) -> HipBuffer:
-        a = np.ascontiguousarray(a)
-        buf = self.alloc(a.nbytes, kernel)
-        buf.copy_from(a.ctypes.data, a.nbytes, kernel=kernel)
-        return buf
 
     def synchronize(self, kernel: str | None = None) -> None:
         _call("hipDeviceSynchronize", kernel=kernel)
@@ -342,16 +337,14 @@ class HipKernels(GpuKernels):
               args.pointer, None, kernel=name)
 
 
-class HipRuntime:
+class HipRuntime(GpuRuntime[HipKernels]):
     """Compiles tile kernels for the process's AMD GPU; holds the loaded modules."""
 
-    def __init__(self, dev: HipDevice | None = None, arch: str | None = None) -> None:
-        self.device = dev if dev is not None else device()
-        self.arch = arch or self.device.arch
-        self._loaded: LoadedSets[HipKernels] = LoadedSets()
+    tag = "tessera-hip-1"
+    device: HipDevice
 
-    def compile(self, kernels: Sequence[Kernel]) -> HipKernels:
-        return self._loaded.get("tessera-hip-1", self.arch, kernels, lambda: self._build(kernels))
+    def _process_device(self) -> HipDevice:
+        return device()
 
     def _build(self, kernels: Sequence[Kernel]) -> HipKernels:
         from tessera.ir.target.info import hip_target_info
@@ -363,28 +356,15 @@ class HipRuntime:
                           {k.name: k.schedule.warps * wave for k in kernels})
 
 
-_runtime: HipRuntime | None = None
-
-
+@functools.cache
 def default_runtime() -> HipRuntime:
-    global _runtime
-    if _runtime is None:
-        _runtime = HipRuntime()
-    return _runtime
+    return HipRuntime()
 
 
 def compile_kernel(low: LoweredKernel, name: str) -> HipKernels:
     """A @kernel call's lowered kernel (of the @kernel `name`) loaded on the process's AMD GPU; a
     schedule the GPU lowering cannot map is an E-SCHEDULE error at the schedule, as on cuda."""
-    from tessera.diagnostics import error
-    from tessera.ir.tile_to_target_gpu import GpuScheduleLimit
-
-    try:
-        return default_runtime().compile([low.kernel])
-    except GpuScheduleLimit as ex:
-        raise error("E-SCHEDULE", f"the schedule {low.schedule.schedule} of '{name}' cannot be compiled for the "
-                    f"hip target: {ex}", low.schedule.span,
-                    notes=["use smaller blocks, more warps (fewer elements per thread) or fewer stages"]) from None
+    return compile_scheduled(default_runtime(), low, name, "hip")
 
 
 def compile_plan(plan: Plan, kernels: list[Kernel], graph: Any = None) -> GpuCompiledFunction:

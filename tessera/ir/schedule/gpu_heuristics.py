@@ -16,7 +16,8 @@ flight per SM and whole, exact layouts (every slot of every thread part of the b
 - row_reduction (the row in one block): one program per row, `row_elements` elements per thread
   (the row stays in registers: 32 f32 values when the row is the only row-wide input, 16 when
   weights come with it, whose registers would otherwise halve the programs an SM holds: 8 warps for
-  an 8192-wide bf16 softmax, 16 for a layernorm), at least one warp per row;
+  an 8192-wide bf16 softmax, 16 for a layernorm, whose registers are capped so that 1536 threads
+  stay resident an SM: `Schedule.resident_threads`), at least one warp per row;
   rows too short to fill a warp's worth get several rows per program, one warp each, so a program
   has at least 4 warps. Longer rows keep the CPU schedule;
 - matmul: the tensor-core tiles of `matmul_schedule` (bf16/f16 operands; bench/gpu_gemm.py).
@@ -39,6 +40,12 @@ ELEMENTWISE_SLOTS = 2  # vectors per thread and operand (bench/NOTES-gpu.md: 2 b
 # too): measured on an H100, bench/NOTES-gpu.md.
 ROW_ELEMENTS = 32
 ROW_ELEMENTS_WITH_WEIGHTS = 16
+# A norm's row kernel (16 elements a thread, 512 threads) asks for registers that leave 1536 threads
+# resident an SM (40 registers: three rows in flight instead of two, at the price of a few spilled
+# bytes, which stay in L1): rmsnorm 0.115 -> 0.101 ms, layernorm 0.125 -> 0.121 on an H100. The
+# softmax (32 elements, 64 registers, already 4 programs an SM) and elementwise kernels lost with
+# such a cap (bench/NOTES-gpu.md, version 3).
+ROW_RESIDENT_THREADS_WITH_WEIGHTS = 1536
 MIN_WARPS = 4
 MAX_THREADS = 1024
 
@@ -59,9 +66,12 @@ def row_inputs(call: KernelCall) -> int:
 
 
 def gpu_schedule(call: KernelCall, *, warp: int = 32, slots: int = ELEMENTWISE_SLOTS,
-                 elementwise_warps: int = ELEMENTWISE_WARPS, row_elements: int | None = None) -> Schedule | None:
+                 elementwise_warps: int = ELEMENTWISE_WARPS, row_elements: int | None = None,
+                 resident_threads: int | None = None) -> Schedule | None:
     """The GPU schedule of a memory-bound call (module docstring), or None to keep its own.
-    `row_elements` (row elements per thread) defaults by the call's row-wide inputs."""
+    `row_elements` (row elements per thread) and a row reduction's `resident_threads` (threads per
+    SM its registers must leave room for; 0: the code generator's choice) default by the call's
+    row-wide inputs."""
     ext = call.space.extents
     if len(ext) < 2:
         return None
@@ -77,6 +87,10 @@ def gpu_schedule(call: KernelCall, *, warp: int = 32, slots: int = ELEMENTWISE_S
     if call.pattern == "row_reduction" and cols <= SINGLE_PASS_ROW:
         if row_elements is None:
             row_elements = ROW_ELEMENTS if row_inputs(call) <= 1 else ROW_ELEMENTS_WITH_WEIGHTS
+        if resident_threads is None:
+            # 16-bit rows only (measured on bf16; an f32 row spills 176 bytes a thread under the cap)
+            weighted = row_inputs(call) > 1 and row_elements <= ROW_ELEMENTS_WITH_WEIGHTS and v * 2 >= VECTOR_BYTES
+            resident_threads = ROW_RESIDENT_THREADS_WITH_WEIGHTS if weighted else 0
         bk = pow2_at_least(cols)
         chunks = max(1, bk // v)
         per_row = min(chunks, MAX_THREADS, max(warp, _pow2_floor(bk // max(1, row_elements))))
@@ -84,23 +98,29 @@ def gpu_schedule(call: KernelCall, *, warp: int = 32, slots: int = ELEMENTWISE_S
             return None  # a row narrower than a warp's vectors: the CPU schedule's layout decides
         row_warps = per_row // warp
         br = min(pow2_at_least(rows), max(1, MIN_WARPS // row_warps))
-        return replace(s, block=(br, bk), warps=row_warps * br)
+        return replace(s, block=(br, bk), warps=row_warps * br, resident_threads=resident_threads)
     if call.pattern == "matmul":
         return matmul_schedule(call)
     return None
 
 
 # Tensor-core matmuls (tessera/ir/gpu_pipeline.py): 16-bit operands, 128 x 128 output tiles over 4
-# warps (64 x 64 each), k = 64 in 3 pipeline stages (the best measured on an H100, bench/gpu_gemm.py);
-# smaller tiles for small outputs.
+# warps (64 x 64 each), k = 64 in 3 pipeline stages (the best measured on an H100, bench/gpu_gemm.py
+# --sweep: 4096^3 at ~400 TFLOP/s; 128 x 256 and 256 x 128 over 8 warps ~380, 4 stages or 8 warps on
+# 128 x 128 ~310-320); smaller tiles for small outputs.
 MATMUL_BLOCK = (128, 128)
 MATMUL_K = 64
 MATMUL_WARPS = 4
 MATMUL_STAGES = 3
+# Output blocks in groups of 8 block rows (Schedule.group_m): the programs resident at once read a
+# squarer set of A and B panels, which stay in L2 (8192^3 on an H100: 414 TFLOP/s against 389 row by
+# row; the same at 4096^3, whose operands fit in L2).
+MATMUL_GROUP_M = 8
 
 
 def matmul_schedule(call: KernelCall, block: tuple[int, int] = MATMUL_BLOCK, k: int = MATMUL_K,
-                    warps: int = MATMUL_WARPS, stages: int = MATMUL_STAGES) -> Schedule | None:
+                    warps: int = MATMUL_WARPS, stages: int = MATMUL_STAGES,
+                    group_m: int = MATMUL_GROUP_M) -> Schedule | None:
     """The tensor-core schedule of a matmul call whose operands are bf16 or f16, else None."""
     ops = [a for a in call.args if a.part in ("lhs", "rhs")]
     if len(ops) != 2 or any(a.buffer.dtype.name not in ("bf16", "f16") for a in ops):
@@ -109,7 +129,7 @@ def matmul_schedule(call: KernelCall, block: tuple[int, int] = MATMUL_BLOCK, k: 
     bm = min(block[0], max(32, pow2_at_least(m)))
     bn = min(block[1], max(32, pow2_at_least(n)))
     bk = min(k, max(16, pow2_at_least(call.space.k or 1)))
-    return replace(call.schedule, block=(bm, bn), k=bk, warps=warps, stages=stages)
+    return replace(call.schedule, block=(bm, bn), k=bk, warps=warps, stages=stages, group_m=group_m)
 
 
 def retarget(plan: Plan, *, warp: int = 32, **params: int) -> Plan:

@@ -156,6 +156,7 @@ class Function:
     body: Region
     doc: str = ""
     threads: int = 0  # GPU targets: threads per program (CTA); 0 where one thread runs a program
+    min_programs: int = 0  # GPU: programs per SM the register allocation leaves room for (0: its choice)
 
 
 @dataclass(eq=False)

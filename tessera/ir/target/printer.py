@@ -28,6 +28,8 @@ def print_function(f: Function) -> str:
     names = Namer()
     params = ", ".join(f"{names.define(p)}: {p.ty}" for p in f.params)
     threads = f" threads={f.threads}" if f.threads else ""
+    if f.min_programs:
+        threads += f" min_programs={f.min_programs}"
     lines = [f"func @{f.name}({params}){threads} {{"]
     _region(f.body, names, lines, "  ")
     lines.append("}")

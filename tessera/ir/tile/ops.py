@@ -126,7 +126,11 @@ class Op:
 class Schedule:
     """How a kernel is blocked and mapped: today from a default heuristic, later from the autotuner.
     `block` are the block sizes of the output tile; `k` the reduction block of a dot; `vector` the
-    elements per vector access; `warps` and `stages` are GPU mapping and pipelining depth."""
+    elements per vector access; `warps` and `stages` are GPU mapping and pipelining depth; `group_m`
+    orders a matmul's output blocks in groups of that many block rows, column by column within a
+    group (consecutive programs share operand panels in cache; 1: row by row); `resident_threads`
+    (GPU, 0: the code generator's choice) asks for registers few enough that that many threads of
+    the kernel fit on one SM at once."""
 
     block: tuple[int, ...]
     k: int | None = None
@@ -134,6 +138,8 @@ class Schedule:
     warps: int = 4
     stages: int = 1
     swizzle: str | None = None
+    group_m: int = 1
+    resident_threads: int = 0
 
     def __str__(self) -> str:
         parts = [f"block=({', '.join(map(str, self.block))})"]
@@ -142,6 +148,10 @@ class Schedule:
         parts += [f"vector={self.vector}", f"warps={self.warps}", f"stages={self.stages}"]
         if self.swizzle:
             parts.append(f'swizzle="{self.swizzle}"')
+        if self.group_m != 1:
+            parts.append(f"group_m={self.group_m}")
+        if self.resident_threads:
+            parts.append(f"resident_threads={self.resident_threads}")
         return f"Schedule({', '.join(parts)})"
 
 
