@@ -273,7 +273,7 @@ def _entry_arguments(sig: Any, pairs: dict[str, str], dims: dict[str, int], seed
     from tessera.dtypes import F32
     from tessera.frontend.types import TensorType
     from tessera.runtime import values
-    from tessera.runtime.stages import bind, missing_symbols
+    from tessera.runtime.stages import bind, dim_flags, missing_symbols
 
     names = [p.name for p in sig.params]
     for k in pairs:
@@ -304,9 +304,8 @@ def _entry_arguments(sig: Any, pairs: dict[str, str], dims: dict[str, int], seed
         missing = sorted({s for d in p.ty.dims for s in d.free_symbols} - env.keys())
         if missing:
             missing = [s for s in missing_symbols(sig, env) if s in missing] or missing
-            flags = " ".join(f"--dim {s}=N" for s in missing)
             usage_error(f"the random argument '{p.name}' of '{entry}' ({p.ty}) needs the extent of "
-                        f"{', '.join(missing)}: pass {flags} or --arg {p.name}=PATH.npy")
+                        f"{', '.join(missing)}: pass {dim_flags(missing)} or --arg {p.name}=PATH.npy")
         shape = tuple(d.evaluate(env) for d in p.ty.dims)
         args[p.name] = _random_tensor(rng, shape, p.ty.dtype or F32)
     return args

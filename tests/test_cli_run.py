@@ -262,7 +262,7 @@ def test_usage_errors_exit_2(tmp_path: Path) -> None:
     assert r.exit_code == EXIT_USAGE and "no function 'nope'" in r.stderr
     r = run("run", MLP, "--entry", "mlp", "--dim", "B=4")
     assert r.exit_code == EXIT_USAGE
-    assert "needs the extent of D: pass --dim D=N" in r.stderr
+    assert "needs the extent of D: pass --dim D=<extent>" in r.stderr
     r = run("run", MLP, "--entry", "mlp", "--arg", "q=x.npy")
     assert r.exit_code == EXIT_USAGE and "'mlp' has no parameter 'q'" in r.stderr
     r = run("run", MLP, "--entry", "mlp", "--arg", "x")
@@ -308,7 +308,7 @@ def test_lower_graph_is_symbolic_unless_dims_are_given() -> None:
 def test_lower_below_the_graph_needs_every_symbol() -> None:
     r = run("lower", MLP, "--stage", "schedule", "--dim", "B=4")
     assert r.exit_code == EXIT_USAGE
-    assert "needs every dim symbol bound; missing D (pass --dim D=N)" in r.stderr
+    assert "needs every dim symbol bound; missing D (pass --dim D=<extent>)" in r.stderr
 
 
 def test_lower_usage_errors() -> None:

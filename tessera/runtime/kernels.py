@@ -372,18 +372,14 @@ def lower_kernel_stage(checked: CheckResult, fn: ast.FunctionDef, stage: str, di
     configuration is used."""
     from tessera.ir.kernel_to_tile import KernelArgs, lower_kernel
     from tessera.ir.tile.printer import print_kernel
-    from tessera.runtime.stages import StageError, bind, missing_symbols
+    from tessera.runtime.stages import StageError, bind, require_bound
 
     sig = checked.signatures[fn]
     if stage in ("graph", "schedule"):
         raise StageError(f"'{fn.name}' is a @kernel: it is written at the tile level and has no {stage} stage; "
                          "lower it with --stage tile, target, llvm, ptx or hip")
     env = bind(sig, dims)
-    missing = missing_symbols(sig, env)
-    if missing:
-        flags = " ".join(f"--dim {s}=N" for s in missing)
-        raise StageError(f"the {stage} stage of '{fn.name}' needs every dim symbol bound; missing "
-                         f"{', '.join(missing)} (pass {flags})")
+    require_bound(sig, env, stage, fn.name)
     shapes: dict[str, tuple[int, ...]] = {}
     dtypes: dict[str, DType] = {}
     static: dict[str, object] = {}

@@ -89,6 +89,19 @@ def missing_symbols(sig: Signature, env: Mapping[str, int]) -> list[str]:
     return needed
 
 
+def dim_flags(symbols: list[str]) -> str:
+    """The command-line flags that bind these symbols, as a fix-it: `--dim M=<extent> ...`."""
+    return " ".join(f"--dim {s}=<extent>" for s in symbols)
+
+
+def require_bound(sig: Signature, env: Mapping[str, int], stage: str, name: str) -> None:
+    """Below the graph stage every dim symbol needs an extent: a StageError naming the flags if not."""
+    missing = missing_symbols(sig, env)
+    if missing:
+        raise StageError(f"the {stage} stage of '{name}' needs every dim symbol bound; missing "
+                         f"{', '.join(missing)} (pass {dim_flags(missing)})")
+
+
 def static_defaults(sig: Signature, fn: ast.FunctionDef) -> dict[str, object]:
     """The static (non-tensor) parameters' defaults; one without a default cannot be lowered alone."""
     static: dict[str, object] = {}
@@ -146,11 +159,7 @@ def lower(checked: CheckResult, fn: ast.FunctionDef, stage: str, dims: Mapping[s
         raise StageError(f"'{fn.name}' has no dim symbol {', '.join(unknown)} "
                          f"(its symbols: {', '.join(sorted(sig.symbols)) or 'none'})")
     if stage != "graph":
-        missing = missing_symbols(sig, env)
-        if missing:
-            flags = " ".join(f"--dim {s}=N" for s in missing)
-            raise StageError(f"the {stage} stage of '{fn.name}' needs every dim symbol bound; missing "
-                             f"{', '.join(missing)} (pass {flags})")
+        require_bound(sig, env, stage, fn.name)
     static = static_defaults(sig, fn)
     low = lower_to(checked, fn, stage, static, env if (stage != "graph" or dims) else None)
     return render(low, stage)
