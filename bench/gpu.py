@@ -50,7 +50,7 @@ sys.path.insert(0, str(ROOT / "bench"))  # gpu_gemm, when it exists
 
 import tessera
 from tessera.codegen import ptx_bf16
-from tessera.ir import gpu_memory, gpu_row_divide
+from tessera.ir import gpu_memory, gpu_moments, gpu_row_divide
 from tessera.runtime import cuda
 
 BF16 = np.dtype(ml_dtypes.bfloat16)
@@ -311,11 +311,12 @@ def jit_graph(path: Path, fn_name: str, dims: dict[str, int]) -> Any:
 
 
 def build(graph: Any, params: dict[str, int] | None = None, block_access: bool = True,
-          bf16_cvt: bool = True, row_divide: bool = True, packed_join: bool = True) -> cuda.CudaCompiledFunction:
+          bf16_cvt: bool = True, row_divide: bool = True, packed_join: bool = True,
+          moments: bool = False) -> cuda.CudaCompiledFunction:
     """The graph compiled for the device as compile_function(target="cuda") does, with the GPU
     schedule parameters `params` (None: the defaults), gpu_memory's block access and packed 16-bit
     joins, the PTX emitter's bf16 rounding instruction (ptx_bf16) and gpu_row_divide's division by a
-    row-uniform divisor on or off; compiled afresh (not through the runtime's cache, whose key is the Tile IR alone)."""
+    row-uniform divisor and gpu_moments's one-reduction mean and variance on or off; compiled afresh (not through the runtime's cache, whose key is the Tile IR alone)."""
     from tessera.ir.graph.passes.pipeline import optimize
     from tessera.ir.graph_to_schedule import partition
     from tessera.ir.schedule.gpu_heuristics import retarget
@@ -328,13 +329,15 @@ def build(graph: Any, params: dict[str, int] | None = None, block_access: bool =
     verify_plan(plan)
     kernels = lower_plan(plan)
     dev = cuda.device()
-    saved = gpu_memory.BLOCK_ACCESS, gpu_memory.PACKED_JOIN, ptx_bf16.ENABLED, gpu_row_divide.ENABLED
+    saved = (gpu_memory.BLOCK_ACCESS, gpu_memory.PACKED_JOIN, ptx_bf16.ENABLED, gpu_row_divide.ENABLED,
+             gpu_moments.ENABLED)
     gpu_memory.BLOCK_ACCESS, gpu_memory.PACKED_JOIN = block_access, packed_join
-    ptx_bf16.ENABLED, gpu_row_divide.ENABLED = bf16_cvt, row_divide
+    ptx_bf16.ENABLED, gpu_row_divide.ENABLED, gpu_moments.ENABLED = bf16_cvt, row_divide, moments
     try:
         ptx = cuda.emit_kernels_ptx(kernels, dev.arch)
     finally:
-        gpu_memory.BLOCK_ACCESS, gpu_memory.PACKED_JOIN, ptx_bf16.ENABLED, gpu_row_divide.ENABLED = saved
+        (gpu_memory.BLOCK_ACCESS, gpu_memory.PACKED_JOIN, ptx_bf16.ENABLED, gpu_row_divide.ENABLED,
+         gpu_moments.ENABLED) = saved
     return cuda.CudaCompiledFunction(plan, kernels, cuda.CudaKernels(dev, kernels, ptx, dev.arch), g)
 
 
@@ -534,7 +537,14 @@ class MemCase:
     peer: Callable[[Any, list[Any]], Callable[[], Any]]
 
 
+ONLY: tuple[str, ...] = ()  # --only: the memory-bound rows whose names contain one of these
+
+
 def mem_cases() -> list[MemCase]:
+    return [c for c in _mem_cases() if not ONLY or any(o in c.name for o in ONLY)]
+
+
+def _mem_cases() -> list[MemCase]:
     n = BIG
     full = n * n * 2
 
@@ -596,9 +606,10 @@ def mem_rows(rng: np.random.Generator, timer: GraphTimer, torch: Torch, copy_gbs
 
 SWEEP: list[tuple[str, dict[str, int], dict[str, bool]]] = [
     # (label, gpu_heuristics parameters, build switches: block_access, bf16_cvt, row_divide,
-    # packed_join). Earlier variants (per-slot access, integer rounding, slots) are in
+    # packed_join, moments). Earlier variants (per-slot access, integer rounding, slots) are in
     # bench/NOTES-gpu.md; these are the ones of version 3 (the defaults are the winners).
     ("default", {}, {}),
+    ("one-reduction mean and variance", {}, {"moments": True}),  # gpu_moments (version 4: slower)
     ("IEEE division per element", {}, {"row_divide": False}),
     ("unpacked 16-bit join", {}, {"packed_join": False}),
     ("no register cap", {"resident_threads": 0}, {}),
@@ -819,7 +830,10 @@ def main() -> int:
     ap.add_argument("--sweep", action="store_true", help="also time schedule variants of the memory-bound rows")
     ap.add_argument("--skip", default="", help="comma-separated sections to skip: examples,stdlib,memory,gemm,mlp,"
                                                "attention")
+    ap.add_argument("--only", default="", help="comma-separated: the memory-bound rows whose names contain one")
     args = ap.parse_args()
+    global ONLY
+    ONLY = tuple(filter(None, args.only.split(",")))
     skip = set(filter(None, args.skip.split(",")))
     why = cuda.available()
     if why is not None:

@@ -45,7 +45,16 @@ from dataclasses import dataclass
 
 from tessera.codegen.mathlib import MathLib
 from tessera.dtypes import BOOL, INT64, DType
-from tessera.ir import gpu_dot, gpu_layout, gpu_memory, gpu_mfma, gpu_pipeline, gpu_reduce, gpu_row_divide
+from tessera.ir import (
+    gpu_dot,
+    gpu_layout,
+    gpu_memory,
+    gpu_mfma,
+    gpu_moments,
+    gpu_pipeline,
+    gpu_reduce,
+    gpu_row_divide,
+)
 from tessera.ir.gpu_layout import GpuUnsupported, Layout, natural
 from tessera.ir.target import convert as cv
 from tessera.ir.target.builder import Builder
@@ -309,8 +318,9 @@ class _GpuLowering:
     # -- regions -------------------------------------------------------------------------------
 
     def region(self, ops: Sequence[Op]) -> None:
+        fused = gpu_moments.plan(ops)  # a layernorm's mean and variance in one reduction
         for op in ops:
-            if op.name == "yield":
+            if op.name == "yield" or gpu_moments.lower(self, op, fused):
                 continue
             self.op(op)
 
