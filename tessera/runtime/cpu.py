@@ -25,13 +25,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tessera.dtypes import numpy_dtype
 from tessera.ir.target.info import TargetInfo
 from tessera.ir.target.verify import verify_module
-from tessera.ir.tile.ops import Kernel, TensorRefType
+from tessera.ir.tile.ops import Kernel
 from tessera.ir.tile.printer import print_kernel
 from tessera.ir.tile.verify import verify_kernel
 from tessera.ir.tile_to_target import AbiParam, abi, lower_kernels
+from tessera.runtime.arguments import check_array
 from tessera.runtime.cache import CodeCache, cache_key
 
 # Bump when the lowering or the code generator changes what a given Tile IR compiles to.
@@ -121,7 +121,7 @@ class CompiledKernels:
         if len(arrays) != len(k.params):
             raise LaunchError(f"kernel {name} takes {len(k.params)} arrays, got {len(arrays)}")
         for i, (p, role, a) in enumerate(zip(k.params, k.roles, arrays)):
-            _check_array(name, i, p.hint, p.ty, role, a)  # type: ignore[arg-type]
+            check_array(LaunchError, name, i, p.hint, p.ty, role, a)  # type: ignore[arg-type]
         env = {sym: int(arrays[i].shape[ax]) for sym, (i, ax) in k.extents.items()}
         grid = [d.evaluate(env) for d in k.grid]
         total = math.prod(grid)
@@ -165,22 +165,6 @@ class CompiledKernels:
         for f in futures:
             f.result()
 
-
-def _check_array(kernel: str, i: int, hint: str, ty: TensorRefType, role: str, a: np.ndarray) -> None:
-    what = f"kernel {kernel}: argument {i} ({hint or '?'})"
-    if not isinstance(a, np.ndarray):
-        raise LaunchError(f"{what} must be a NumPy array, got {type(a).__name__}")
-    want = numpy_dtype(ty.dtype)
-    if a.dtype != want:
-        raise LaunchError(f"{what} has dtype {a.dtype}, the kernel takes {ty.dtype} ({want})")
-    if not a.dtype.isnative:
-        raise LaunchError(f"{what} is not in native byte order")
-    if a.ndim != ty.rank:
-        raise LaunchError(f"{what} has rank {a.ndim}, the kernel takes rank {ty.rank}")
-    if any(s % a.itemsize for s in a.strides):
-        raise LaunchError(f"{what} has strides {a.strides} that are not whole elements")
-    if role in ("out", "inout") and not a.flags.writeable:
-        raise LaunchError(f"{what} is written by the kernel but the array is read-only")
 
 
 def _versions() -> list[str]:

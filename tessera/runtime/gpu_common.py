@@ -40,6 +40,7 @@ from tessera.diagnostics import Diagnostic, TesseraRuntimeError
 from tessera.dtypes import numpy_dtype
 from tessera.ir.schedule.ops import Buffer, HostPrint, KernelCall, Plan
 from tessera.ir.tile.ops import Kernel, TensorRefType
+from tessera.runtime.arguments import ErrorType, check_array, describe_argument
 from tessera.source import Span
 
 if TYPE_CHECKING:
@@ -270,37 +271,13 @@ def host_clusters(arrays: Sequence[np.ndarray]) -> list[tuple[list[int], int, in
     return out
 
 
-ErrorType = Callable[[str], Exception]
-
-
-def _describe(kernel: str, i: int, hint: str) -> str:
-    return f"kernel {kernel}: argument {i} ({hint or '?'})"
-
-
 def check_view(error: ErrorType, kernel: str, i: int, hint: str, ty: TensorRefType, v: DeviceView) -> None:
     want = np.dtype(numpy_dtype(ty.dtype))
     if np.dtype(v.dtype) != want:
-        raise error(f"{_describe(kernel, i, hint)} has dtype {v.dtype}, the kernel takes {ty.dtype} ({want})")
+        raise error(f"{describe_argument(kernel, i, hint)} has dtype {v.dtype}, the kernel takes {ty.dtype} ({want})")
     if len(v.shape) != ty.rank or len(v.strides) != ty.rank:
-        raise error(f"{_describe(kernel, i, hint)} has rank {len(v.shape)}, the kernel takes rank {ty.rank}")
+        raise error(f"{describe_argument(kernel, i, hint)} has rank {len(v.shape)}, the kernel takes rank {ty.rank}")
 
-
-def check_array(error: ErrorType, kernel: str, i: int, hint: str, ty: TensorRefType, role: str,
-                a: np.ndarray) -> None:
-    what = _describe(kernel, i, hint)
-    if not isinstance(a, np.ndarray):
-        raise error(f"{what} must be a NumPy array, got {type(a).__name__}")
-    want = np.dtype(numpy_dtype(ty.dtype))
-    if a.dtype != want:
-        raise error(f"{what} has dtype {a.dtype}, the kernel takes {ty.dtype} ({want})")
-    if not a.dtype.isnative:
-        raise error(f"{what} is not in native byte order")
-    if a.ndim != ty.rank:
-        raise error(f"{what} has rank {a.ndim}, the kernel takes rank {ty.rank}")
-    if any(s % a.itemsize for s in a.strides):
-        raise error(f"{what} has strides {a.strides} that are not whole elements")
-    if role in ("out", "inout") and not a.flags.writeable:
-        raise error(f"{what} is written by the kernel but the array is read-only")
 
 
 @dataclass
