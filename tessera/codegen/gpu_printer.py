@@ -22,11 +22,12 @@ A printer sets `vendor` (its name in errors), `return_stmt` and the id registers
 from __future__ import annotations
 
 import itertools
+from abc import ABC, abstractmethod
 
 from tessera.ir.target.ops import Function, Op, Region, Scalar, TargetIRError, Value, elem_of, lanes_of
 
 
-class GpuPrinter:
+class GpuPrinter(ABC):
     """The state and walk of printing one GPU kernel function `f` (see the module docstring)."""
 
     vendor = ""
@@ -44,12 +45,14 @@ class GpuPrinter:
         self.shared_size = 0
         self.names_used: set[str] = set()
 
+    @abstractmethod
     def emit(self, text: str) -> None:
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def constant(self, kind: str, value: object) -> str:
         """A fresh name holding the scalar `value` of element kind `kind`."""
-        raise NotImplementedError
+        ...
 
     # -- values and names
 
@@ -101,9 +104,10 @@ class GpuPrinter:
     program_id_reg = ""  # the target's special registers of axis 0
     thread_id_reg = ""
 
+    @abstractmethod
     def special(self, reg: str) -> str:
         """A fresh 64-bit name holding the special register `reg`."""
-        raise NotImplementedError
+        ...
 
     def _id(self, op: Op, reg: str) -> None:
         if int(op.attr("axis")) != 0:  # type: ignore[arg-type]

@@ -30,6 +30,7 @@ import ctypes
 import math
 import sys
 import threading
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
@@ -82,11 +83,12 @@ class GpuDevice(Protocol):
     def synchronize(self, kernel: str | None = None) -> None: ...
 
 
-class GpuDeviceBase:
+class GpuDeviceBase(ABC):
     """The vendor-neutral part of a device: `to_device` as an allocation and a copy."""
 
+    @abstractmethod
     def alloc(self, nbytes: int, kernel: str | None = None) -> Any:
-        raise NotImplementedError
+        ...
 
     def to_device(self, a: np.ndarray, kernel: str | None = None) -> Any:
         """A fresh device copy of `a` (made contiguous first)."""
@@ -96,7 +98,7 @@ class GpuDeviceBase:
         return buf
 
 
-class DeviceBufferBase:
+class DeviceBufferBase(ABC):
     """One device allocation (`ptr`, `nbytes`), freed by `free()` or when collected; a vendor sets
     `_release(ptr)` and the copies."""
 
@@ -105,11 +107,13 @@ class DeviceBufferBase:
         self.ptr = ptr
         self.nbytes = nbytes
 
+    @abstractmethod
     def _release(self, ptr: int) -> None:
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def copy_to(self, host_ptr: int, nbytes: int, offset: int = 0, kernel: str | None = None) -> None:
-        raise NotImplementedError
+        ...
 
     def to_host(self, shape: tuple[int, ...], dtype: np.dtype, offset: int = 0) -> np.ndarray:
         out = np.empty(shape, dtype)
@@ -197,7 +201,7 @@ class LoadedSets(Generic[K]):
             return self._sets.setdefault(key, built)
 
 
-class GpuRuntime(Generic[K]):
+class GpuRuntime(ABC, Generic[K]):
     """Compiles tile kernels for a process's GPU (`dev`, default: the vendor's process-wide device)
     and architecture (default: the device's); holds the loaded kernel sets. A vendor sets `tag`
     (the loaded sets' key, bumped when what a set holds changes), `_process_device` and `_build`."""
@@ -209,11 +213,13 @@ class GpuRuntime(Generic[K]):
         self.arch: str = arch or self.device.arch
         self._loaded: LoadedSets[K] = LoadedSets()
 
+    @abstractmethod
     def _process_device(self) -> Any:
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def _build(self, kernels: Sequence[Kernel]) -> K:
-        raise NotImplementedError
+        ...
 
     def compile(self, kernels: Sequence[Kernel]) -> K:
         """The kernels loaded on the device (built once per set of kernels)."""
@@ -322,7 +328,7 @@ def launch_arguments(error: ErrorType, k: Kernel, views: Sequence[DeviceView]) -
     return LaunchArguments(total, values, block)
 
 
-class GpuKernels:
+class GpuKernels(ABC):
     """A loaded set of kernels: subclasses set `device`, `error` and `_entries` (name -> an entry
     with the tile `kernel`) and implement `launch_device`."""
 
@@ -343,16 +349,18 @@ class GpuKernels:
             raise self.error(f"no compiled kernel '{name}' (have {', '.join(self._entries)})")
         return e
 
+    @abstractmethod
     def launch_device(self, name: str, views: Sequence[DeviceView], stream: Any = 0) -> None:
-        raise NotImplementedError
+        ...
 
     def _resident(self, a: Any) -> bool:
         """Whether argument `a` is the vendor's device memory, which kernels use in place."""
         return False
 
     def _resident_view(self, a: Any) -> DeviceView:
-        """The view of a resident argument, once the work that produces it is done."""
-        raise NotImplementedError
+        """The view of a resident argument, once the work that produces it is done (only called where
+        `_resident` said yes, so a vendor without device arrays of its own never reaches it)."""
+        raise self.error(f"{type(self).__name__} has no device arrays of its own to use in place")
 
     def launch(self, name: str, arrays: Sequence[Any]) -> None:
         """Run kernel `name` on NumPy arrays (any views): copy in, launch, wait, copy out (the
