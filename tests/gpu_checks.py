@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ctypes
 import math
+import shutil
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -40,6 +41,10 @@ from tessera.runtime.gpu_common import (
     GpuRuntimeError,
     launch_arguments,
 )
+
+# The CUDA toolkit's PTX assembler: the PTX tests assemble for sm_80 and sm_90a where it is on the PATH.
+PTXAS = shutil.which("ptxas")
+needs_ptxas = pytest.mark.skipif(PTXAS is None, reason="ptxas (the CUDA toolkit's PTX assembler) is not on the PATH")
 
 # An ulp of f32 apart on the two sides can round to neighbouring values of a narrow result.
 NARROW_RTOL = {np.dtype(np.float16): 2.0 ** -10, np.dtype(ml_dtypes.bfloat16): 2.0 ** -7}

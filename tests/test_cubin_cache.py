@@ -7,17 +7,15 @@ kernels and quoting ptxas."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
+from gpu_checks import needs_ptxas
 from tile_kernels import softmax_rows, unary
 
 from tessera.runtime import cubin as cb
 from tessera.runtime.cache import CodeCache
 from tessera.runtime.cuda import emit_kernels_ptx
-
-needs_ptxas = pytest.mark.skipif(shutil.which("ptxas") is None, reason="ptxas is not on the PATH")
 
 
 @pytest.fixture

@@ -8,12 +8,12 @@ function that draws `randn` (Box-Muller: log, sqrt, cos) lowers to PTX."""
 from __future__ import annotations
 
 import math
-import shutil
 import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
+from gpu_checks import PTXAS, needs_ptxas
 from gpu_interpreter import run_kernel
 from test_gpu_lowering import gpu
 from tile_kernels import binary, unary
@@ -23,8 +23,6 @@ from tessera.dtypes import F32, F64
 from tessera.ir.tile.ops import Kernel
 from tessera.runtime.cuda import emit_kernels_ptx
 
-PTXAS = shutil.which("ptxas")
-needs_ptxas = pytest.mark.skipif(PTXAS is None, reason="ptxas (the CUDA toolkit's PTX assembler) is not on the PATH")
 SPECIAL = [0.0, -0.0, math.inf, -math.inf, math.nan, 1.0, -1.0, 0.5, -0.5, 2.0, -2.0, 3.0, -3.0]
 ERF = np.vectorize(math.erf, otypes=[np.float64])
 ERFC = np.vectorize(math.erfc, otypes=[np.float64])

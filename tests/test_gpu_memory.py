@@ -16,7 +16,6 @@ Packed 16-bit joins: the same bits as unpacked ones; the norms' register cap (`.
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -24,6 +23,7 @@ import ml_dtypes
 import numpy as np
 import pytest
 from filecheck_util import filecheck
+from gpu_checks import PTXAS, needs_ptxas
 from gpu_interpreter import run_kernel
 
 from tessera.codegen import ptx_bf16
@@ -264,10 +264,9 @@ def test_the_peephole_matches_round_to_nearest_even_only() -> None:
         assert (ptx_bf16.match(defs[out.uid], defs) is x) == matched, rounding
 
 
-PTXAS = shutil.which("ptxas")
 
 
-@pytest.mark.skipif(PTXAS is None, reason="ptxas is not on the PATH")
+@needs_ptxas
 def test_memory_bound_kernels_assemble_without_spills(src: Path, tmp_path: Path) -> None:
     for fn in ("softmax_bf16", "layernorm_bf16", "rmsnorm_f32", "add_bf16"):
         p = tmp_path / f"{fn}.ptx"

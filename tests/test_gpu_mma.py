@@ -11,7 +11,6 @@ device (tests marked `gpu`), the compiled `@jit` matmul is checked at ragged siz
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import ml_dtypes
 import numpy as np
 import pytest
 from filecheck_util import filecheck
+from gpu_checks import PTXAS, needs_ptxas
 from gpu_interpreter import SimtError, run_kernel
 
 import tessera
@@ -36,8 +36,6 @@ from tessera.ir.tile_to_target import lower_kernel
 from tessera.runtime import cuda
 
 INFO = cuda_target_info("sm_90a")
-PTXAS = shutil.which("ptxas")
-needs_ptxas = pytest.mark.skipif(PTXAS is None, reason="ptxas (the CUDA toolkit's PTX assembler) is not on the PATH")
 NP = {"bf16": ml_dtypes.bfloat16, "f16": np.float16}
 
 

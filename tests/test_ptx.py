@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import pytest
 from click.testing import CliRunner
 from filecheck_util import filecheck
 from gpu_cases import ROOT, example_case, example_names
+from gpu_checks import PTXAS, needs_ptxas
 from kernel_cases import STDLIB, example_cases, kernel_of, modules, stdlib_cases
 from tile_kernels import (
     argmax_rows,
@@ -43,8 +43,6 @@ from tessera.ir.tile.ops import Kernel
 from tessera.ir.tile_to_target import lower_kernel
 from tessera.runtime.cuda import emit_kernels_ptx
 
-PTXAS = shutil.which("ptxas")
-needs_ptxas = pytest.mark.skipif(PTXAS is None, reason="ptxas (the CUDA toolkit's PTX assembler) is not on the PATH")
 ARCH_LIST = sorted(ARCHS)
 
 

@@ -174,6 +174,13 @@ class Elementwise:
             bad = b.op("or", zero, b.op("and", minv, b.cmp("eq", d, b.like(-1, d))))
         return b.select(bad, b.like(1, d), d), zero
 
+    def _rounds_toward_zero(self, r: Value, d: Value) -> Value:
+        """Where the truncating remainder r of a division by d is nonzero with the other sign than d:
+        there the floored quotient is one below the truncated one, and the floored remainder r + d."""
+        b = self.b
+        return b.op("and", b.cmp("ne", r, b.like(0, r)),
+                    b.cmp("ne", b.cmp("slt", r, b.like(0, r)), b.cmp("slt", d, b.like(0, d))))
+
     def floor_div(self, a: Value, d: Value, dt: DType) -> Value:
         """Python's a // d on integers (0 where d == 0, as NumPy; MIN // -1 wraps to MIN)."""
         b = self.b
@@ -184,9 +191,7 @@ class Elementwise:
         else:
             q = b.op("div", a, dd)
             r = b.op("rem", a, dd)
-            adjust = b.op("and", b.cmp("ne", r, b.like(0, r)),
-                          b.cmp("ne", b.cmp("slt", r, b.like(0, r)), b.cmp("slt", dd, b.like(0, dd))))
-            q = b.op("sub", q, b.select(adjust, b.like(1, q), b.like(0, q)))
+            q = b.op("sub", q, b.select(self._rounds_toward_zero(r, dd), b.like(1, q), b.like(0, q)))
             q = b.select(b.cmp("eq", d, b.like(-1, d)), b.op("neg", a), q)
         return b.select(zero, b.like(0, q), q)
 
@@ -199,9 +204,7 @@ class Elementwise:
             r = b.op("urem", a, dd)
         else:
             r = b.op("rem", a, dd)
-            fix = b.op("and", b.cmp("ne", r, b.like(0, r)),
-                       b.cmp("ne", b.cmp("slt", r, b.like(0, r)), b.cmp("slt", dd, b.like(0, dd))))
-            r = b.select(fix, b.op("add", r, dd), r)
+            r = b.select(self._rounds_toward_zero(r, dd), b.op("add", r, dd), r)
         return b.select(zero, b.like(0, r), r)
 
     def float_divmod(self, a: Value, d: Value) -> tuple[Value, Value]:
