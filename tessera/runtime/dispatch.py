@@ -353,9 +353,10 @@ def bind_call(name: str, sig: Signature, fn: ast.FunctionDef, args: Sequence[obj
     return bound
 
 
-class JitFunction:
-    """A `@jit` function as a Python callable: NumPy arrays for tensor parameters, Python values for
-    static ones; returns an array, or a tuple of arrays for a function with several results."""
+class CheckedCallable:
+    """What a `@jit` function and a `@kernel` share as Python callables: the checked definition, the
+    run configuration and the binding of call arguments (parameter defaults evaluated by the host
+    runtime when there is one, `_default_without_host` otherwise)."""
 
     def __init__(self, checked: CheckResult, fn: ast.FunctionDef, *, config: RunConfig | None = None,
                  sources: Mapping[str, SourceFile] | None = None,
@@ -366,21 +367,11 @@ class JitFunction:
         self.config = config if config is not None else RunConfig()
         self.sources = sources if sources is not None else checked.program.sources
         self._eval_default = eval_default
-        self._cache: dict[SpecKey, tuple[Runnable, Function | None]] = {}
         self.__name__ = fn.name
-        self.__doc__ = f"@jit {fn.name}: compiled per argument extents, dtypes and static arguments"
 
     @property
     def name(self) -> str:
         return self.fn.name
-
-    def __repr__(self) -> str:
-        return f"<jit function {self.fn.name}>"
-
-    def __call__(self, *args: object, **kwargs: object) -> object:
-        return self.call(args, kwargs, self.fn.name_span)
-
-    # -- the phases of one call
 
     def bind_arguments(self, args: Sequence[object], kwargs: Mapping[str, object],
                        span: Span) -> dict[str, object]:
@@ -389,10 +380,33 @@ class JitFunction:
     def _default(self, e: ast.Expr) -> object:
         if isinstance(e, ast.Constant):
             return e.value
-        if self._eval_default is None:
-            raise runtime_error("E-TYPE", f"the default of a parameter of '{self.name}' needs the host "
-                                "runtime to evaluate; pass the argument", e.span)
-        return self._eval_default(e)
+        if self._eval_default is not None:
+            return self._eval_default(e)
+        return self._default_without_host(e)
+
+    def _default_without_host(self, e: ast.Expr) -> object:
+        raise runtime_error("E-TYPE", f"the default of a parameter of '{self.name}' needs the host "
+                            "runtime to evaluate; pass the argument", e.span)
+
+
+class JitFunction(CheckedCallable):
+    """A `@jit` function as a Python callable: NumPy arrays for tensor parameters, Python values for
+    static ones; returns an array, or a tuple of arrays for a function with several results."""
+
+    def __init__(self, checked: CheckResult, fn: ast.FunctionDef, *, config: RunConfig | None = None,
+                 sources: Mapping[str, SourceFile] | None = None,
+                 eval_default: Callable[[ast.Expr], object] | None = None) -> None:
+        super().__init__(checked, fn, config=config, sources=sources, eval_default=eval_default)
+        self._cache: dict[SpecKey, tuple[Runnable, Function | None]] = {}
+        self.__doc__ = f"@jit {fn.name}: compiled per argument extents, dtypes and static arguments"
+
+    def __repr__(self) -> str:
+        return f"<jit function {self.fn.name}>"
+
+    def __call__(self, *args: object, **kwargs: object) -> object:
+        return self.call(args, kwargs, self.fn.name_span)
+
+    # -- the phases of one call
 
     def prepare(self, args: Sequence[object], kwargs: Mapping[str, object],
                 span: Span) -> tuple[list[np.ndarray], dict[str, object], Binding]:

@@ -32,8 +32,8 @@ from tessera.runtime import values
 from tessera.runtime.device_array import as_device_array, is_device_array
 from tessera.runtime.dispatch import (
     UNAVAILABLE_TARGETS,
+    CheckedCallable,
     RunConfig,
-    bind_call,
     bind_symbols,
     check_constraints,
     static_text,
@@ -44,7 +44,6 @@ from tessera.source import SourceFile, Span
 
 if TYPE_CHECKING:
     from tessera.frontend.checker import CheckResult
-    from tessera.frontend.signatures import Signature
     from tessera.ir.kernel_schedule import KernelSchedule
     from tessera.ir.kernel_to_tile import LoweredKernel
     from tessera.runtime.cpu import CompiledKernels
@@ -72,29 +71,19 @@ class _Compiled:
     compiled: CompiledKernels | CudaKernels
 
 
-class KernelFunction:
+class KernelFunction(CheckedCallable):
     """A `@kernel` as a Python callable: `k(x, y, alpha=2.0)` for a kernel that returns a tile (its
     grid derives from the tile), `k[grid](x, y)` for an explicit grid."""
 
     def __init__(self, checked: CheckResult, fn: ast.FunctionDef, *, config: RunConfig | None = None,
                  sources: Mapping[str, SourceFile] | None = None,
                  eval_default: Callable[[ast.Expr], object] | None = None) -> None:
-        self.checked = checked
-        self.fn = fn
-        self.sig: Signature = checked.signatures[fn]
-        self.config = config if config is not None else RunConfig()
-        self.sources = sources if sources is not None else checked.program.sources
-        self._eval_default = eval_default
+        super().__init__(checked, fn, config=config, sources=sources, eval_default=eval_default)
         self._schedule: KernelSchedule | None = None
         self._cache: dict[KernelKey, _Compiled] = {}
-        self.__name__ = fn.name
         from tessera.ir.kernel_registry import register
 
         register(checked, fn)  # so that graphs calling it (a bundle's, say) can be lowered
-
-    @property
-    def name(self) -> str:
-        return self.fn.name
 
     def __repr__(self) -> str:
         return f"<kernel {self.fn.name}>"
@@ -137,7 +126,7 @@ class KernelFunction:
         target = self.config.target
         if target in UNAVAILABLE_TARGETS:
             raise runtime_error("E-RUNTIME", unavailable_message(target), span)
-        bound = self._bind(args, kwargs, span)
+        bound = self.bind_arguments(args, kwargs, span)
         arrays: dict[str, np.ndarray] = {}
         given: dict[str, object] = {}
         static: dict[str, object] = {}
@@ -250,7 +239,7 @@ class KernelFunction:
         """The Tile IR this call would run (for tests and tools): binds and lowers like a call, without
         compiling it for the target."""
         span = self.fn.name_span
-        bound = self._bind(list(args), kwargs, span)
+        bound = self.bind_arguments(list(args), kwargs, span)
         arrays = {p.name: to_tensor(bound[p.name], p, p.ty, self.name, span) for p in self.sig.params
                   if isinstance(p.ty, TensorType)}
         arrays.update({p.name: bound[p.name] for p in self.sig.params  # type: ignore[misc]
@@ -262,14 +251,8 @@ class KernelFunction:
 
     # -- helpers ---------------------------------------------------------------------------
 
-    def _bind(self, args: Sequence[object], kwargs: Mapping[str, object], span: Span) -> dict[str, object]:
-        return bind_call(self.name, self.sig, self.fn, args, kwargs, span, self._default)
-
-    def _default(self, e: ast.Expr) -> object:
-        if isinstance(e, ast.Constant):
-            return e.value
-        if self._eval_default is not None:
-            return self._eval_default(e)
+    def _default_without_host(self, e: ast.Expr) -> object:
+        # A kernel's defaults are static: the checker's constant evaluator computes them.
         from tessera.ir.kernel_schedule import StaticEvaluator
 
         return StaticEvaluator(self.checked).eval(e, self.sig.module)
