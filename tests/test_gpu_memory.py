@@ -122,11 +122,15 @@ def test_gpu_schedules_of_memory_bound_calls(src: Path) -> None:
     *_, (call,) = gpu_plan(src, "scale_f32", {"N": 64, "M": 4096})
     assert (call.schedule.block, call.schedule.warps) == ((1, 1024), 4)
     # One 8192-wide bf16 row per program, 32 elements a thread: 8 warps; with weights (w, b read
-    # whole with the row) 16 elements a thread: 16 warps.
+    # whole with the row) 4 rows a program, the weights staged in shared memory, 8 warps too; with
+    # weights in registers (a small grid) 16 elements a thread: 16 warps.
     *_, (call,) = gpu_plan(src, "softmax_bf16", {"N": 8192, "M": 8192})
     assert (call.schedule.block, call.schedule.warps) == ((1, 8192), 8)
     *_, (call,) = gpu_plan(src, "layernorm_bf16", {"N": 8192, "M": 8192})
-    assert (call.schedule.block, call.schedule.warps, row_inputs(call)) == ((1, 8192), 16, 3)
+    assert (call.schedule.block, call.schedule.warps, row_inputs(call)) == ((1, 8192), 8, 3)
+    assert call.schedule.blocks_per_program == 4
+    *_, (call,) = gpu_plan(src, "layernorm_bf16", {"N": 64, "M": 8192})
+    assert (call.schedule.block, call.schedule.warps, call.schedule.blocks_per_program) == ((1, 8192), 16, 1)
     # 1024-wide rows: one warp a softmax row, 4 rows a program; two warps a layernorm row, 2 rows.
     *_, (call,) = gpu_plan(src, "softmax_bf16", {"N": 100, "M": 1024})
     assert (call.schedule.block, call.schedule.warps) == ((4, 1024), 4)
@@ -279,11 +283,11 @@ def test_memory_bound_kernels_assemble_without_spills(src: Path, tmp_path: Path)
         threads = int(ptx.split(".reqntid ")[1].split(",")[0])
         spilled = int(r.stderr.split(" bytes spill stores")[0].split()[-1])
         if ".minnctapersm" in ptx:
-            # A norm's kernel asks for 1536 resident threads: ptxas fits its registers to that,
-            # spilling a few bytes a thread (measured faster: ROW_RESIDENT_THREADS_WITH_WEIGHTS).
+            # A norm's kernel asks for 1024 resident threads (4 rows a program, its weights in shared
+            # memory: ROW_RESIDENT_THREADS_STAGED): ptxas fits its registers to that without spilling.
             want = int(ptx.split(".minnctapersm ")[1].split()[0])
-            assert want * threads == 1536 and 65536 // (regs * threads) >= want, f"{fn}: {regs} x {threads}"
-            assert spilled <= 128, r.stderr
+            assert want * threads == 1024 and 65536 // (regs * threads) >= want, f"{fn}: {regs} x {threads}"
+            assert spilled == 0, r.stderr
         else:
             assert spilled == 0 and "0 bytes stack frame" in r.stderr, r.stderr
             # At least half the SM's 2048 threads resident (65536 registers an SM).
@@ -464,18 +468,25 @@ def test_packed_join_yields_words(src: Path) -> None:
     """)
 
 
-def test_norm_rows_ask_for_three_programs_an_sm(src: Path) -> None:
-    # A bf16 norm row (16 elements a thread, 512 threads) asks for 1536 resident threads, which the
-    # PTX says as .minnctapersm 3; the softmax (already 4 programs of 256 at 64 registers), f32 rows
-    # and elementwise kernels leave the registers to ptxas.
+def test_norm_rows_cap_their_registers(src: Path) -> None:
+    # A bf16 norm row walks 4 rows a program (its weights staged in shared memory) with 32 elements a
+    # thread (256 threads) and asks for 1024 resident threads: .minnctapersm 4. A grid too small for
+    # that keeps one row a program, 16 elements a thread (512 threads) and asks for 1536: 3. The
+    # softmax (already 4 programs of 256 at 64 registers), f32 rows and elementwise kernels leave the
+    # registers to ptxas.
     *_, (call,) = gpu_plan(src, "layernorm_bf16", {"N": 8192, "M": 8192})
-    assert call.schedule.resident_threads == 1536
+    assert (call.schedule.resident_threads, call.schedule.blocks_per_program) == (1024, 4)
     filecheck(big_ptx(src, "layernorm_bf16"), """
-        CHECK: .reqntid 512, 1, 1
-        CHECK-NEXT: .minnctapersm 3
+        CHECK: .reqntid 256, 1, 1
+        CHECK-NEXT: .minnctapersm 4
         CHECK-NEXT: {
     """)
+    *_, (call,) = gpu_plan(src, "layernorm_bf16", {"N": 1024, "M": 8192})  # 1024 / 4 < MIN_PROGRAMS
+    assert (call.schedule.resident_threads, call.schedule.blocks_per_program) == (1536, 1)
+    assert call.schedule.warps == 16
+    *_, (call,) = gpu_plan(src, "layernorm_bf16", {"N": 2048, "M": 8192})
+    assert (call.schedule.resident_threads, call.schedule.blocks_per_program) == (1024, 2)
     for fn in ("softmax_bf16", "rmsnorm_f32", "add_bf16"):
         *_, (call,) = gpu_plan(src, fn, {"N": 8192, "M": 8192})
-        assert call.schedule.resident_threads == 0, fn
+        assert call.schedule.resident_threads == 0 and call.schedule.blocks_per_program == 1, fn
         assert ".minnctapersm" not in big_ptx(src, fn)

@@ -78,6 +78,7 @@ from tessera.ir.tile.verify import verify_kernel
 from tessera.ir.tile_to_target import AbiParam, TensorArg, _tensor_name, abi, lower_scalar_op
 
 MAX_SHARED_BYTES = 48 * 1024  # static shared memory of one CTA
+MAX_STAGED_BYTES = 32 * 1024  # loop-invariant loaded blocks kept in shared memory (_loop_only_loads)
 MAX_THREADS = 1024
 VECTOR_BYTES = 16
 MAX_SLOT_ELEMENTS = 512  # elements of one block per thread before registers surely spill
@@ -129,15 +130,39 @@ class Iota:
 
 @dataclass(eq=False)
 class Shared:
-    """A block in shared memory, element (i0, ..., ik) at ptr[sum(i * stride)]."""
+    """A block in shared memory, element (i0, ..., ik) at ptr[sum(i * stride)], in the dtype's buffer
+    type, or (`stored`) in its storage type, decoded where it is read."""
 
     shape: tuple[int, ...]
     dtype: DType
     ptr: TValue
     strides: tuple[int, ...]
+    stored: bool = False
 
 
 Block = Regs | Splat | Iota | Shared
+
+
+def _loop_only_loads(body: Region) -> set[int]:
+    """The blocks loaded at the top level of a kernel that only elementwise ops inside loops read (a
+    norm's weights, loaded once before a loop over rows: Schedule.blocks_per_program). Held in
+    registers across the loop they would cost the registers of their widened values for its whole
+    length - ptxas hoists their decoding out of the loop -, so the GPU lowering keeps them in shared
+    memory, as stored in their tensor, and each use reads them from there."""
+    top = {op.result.uid for op in body.ops if op.name == "load"}
+    inner: set[int] = set()
+    bad: set[int] = set()
+
+    def walk(ops: Sequence[Op], depth: int) -> None:
+        for op in ops:
+            for v in op.operands:
+                if v.uid in top:
+                    (inner if depth and op.name in _ELEMENTWISE else bad).add(v.uid)
+            for r in op.regions:
+                walk(r.ops, depth + 1)
+
+    walk(body.ops, 0)
+    return inner - bad
 
 
 def _row_major(shape: Sequence[int]) -> tuple[int, ...]:
@@ -205,6 +230,8 @@ class _GpuLowering:
         self._coords: dict[tuple[Layout, int, int], _Coords] = {}
         self._outer: dict[tuple[tuple[int, ...], Layout, int], list[TValue]] = {}
         self._thread: dict[int, tuple[TValue, TValue]] = {}
+        self.loop_only = _loop_only_loads(k.body)
+        self.staged_bytes = 0
 
     # -- entry ---------------------------------------------------------------------------------
 
@@ -470,13 +497,20 @@ class _GpuLowering:
     def _store_slots(self, blk: Block, lay: Layout, shape: tuple[int, ...], ptr: TValue) -> None:
         """Each thread stores its slots of blk (read as `shape` in `lay`) row-major at ptr."""
         b = self.b
-        _, cols = gpu_layout.split_shape(shape)
         elem = cv.buffer_scalar(blk.dtype)
+        values = {}
         for i, j in lay.slots():
-            c = self.coords(lay, i, j)
             x = self.fetch(blk, lay, shape, i, j)
-            if blk.dtype == BOOL:
-                x = b.cast("zext", x, elem)
+            values[(i, j)] = b.cast("zext", x, elem) if blk.dtype == BOOL else x
+        self._put_slots(values, lay, shape, ptr)
+
+    def _put_slots(self, values: dict[tuple[int, int], TValue], lay: Layout, shape: tuple[int, ...],
+                   ptr: TValue) -> None:
+        """Each thread's slot values (of a block of `shape` in `lay`) stored row-major at ptr."""
+        b = self.b
+        _, cols = gpu_layout.split_shape(shape)
+        for (i, j), x in values.items():
+            c = self.coords(lay, i, j)
             p = b.ptradd(ptr, b.op("add", b.op("mul", c.row, b.index(cols)), c.col) if cols > 1 else c.row)
             if c.valid is None:
                 b.store(p, x)
@@ -497,7 +531,7 @@ class _GpuLowering:
         """`lanes` elements of `sm` read as a block of `shape`: row `outer`, columns col... ."""
         b = self.b
         strides = _broadcast_strides(sm.shape, sm.strides, shape) if sm.shape != shape else sm.strides
-        elem = cv.buffer_scalar(sm.dtype)
+        elem = cv.storage_scalar(sm.dtype) if sm.stored else cv.buffer_scalar(sm.dtype)
         off: TValue | None = None
         terms = list(zip(strides[:-1], outer)) + ([(strides[-1], col)] if strides else [])
         for st, ix in terms:
@@ -518,6 +552,8 @@ class _GpuLowering:
             for lane in range(lanes):
                 p = base if lane == 0 else b.ptradd(base, b.index(lane * inner))
                 x = b.op("insert", x, b.load(p, elem), index=lane)
+        if sm.stored:
+            return cv.decode(b, x, sm.dtype)
         return b.cmp("ne", x, b.like(0, x)) if sm.dtype == BOOL else x
 
     # -- global memory -------------------------------------------------------------------------
@@ -605,8 +641,22 @@ class _GpuLowering:
 
         # All slots' vector loads back to back when the whole block is inside (gpu_memory).
         raws = gpu_memory.load_slots(self, t, starts, shape, lay, fast_all, slot)
+        size = _numel(shape) * elem.bits // 8
+        if op.result.uid in self.loop_only and self.staged_bytes + size <= MAX_STAGED_BYTES:
+            self.staged_bytes += size
+            self.blocks[op.result.uid] = self._stage(raws, lay, shape, t.dtype)
+            return
         chunks = {s: cv.decode(b, raw, t.dtype) for s, raw in raws.items()}
         self.blocks[op.result.uid] = Regs(lay, shape, t.dtype, chunks)
+
+    def _stage(self, raws: dict[tuple[int, int], TValue], lay: Layout, shape: tuple[int, ...],
+               dtype: DType) -> Shared:
+        """A loaded block (its slots' storage lanes) kept in shared memory, as stored in its tensor:
+        written once, here, and read by its users inside loops (see _loop_only_loads)."""
+        ptr = self.alloc_shared(cv.storage_scalar(dtype), _numel(shape))  # fresh: no earlier reader to wait for
+        self._put_slots(raws, lay, shape, ptr)
+        self.b.emit("barrier", [])
+        return Shared(shape, dtype, ptr, _row_major(shape), stored=True)
 
     def store(self, op: Op) -> None:
         b = self.b

@@ -13,13 +13,14 @@ flight per SM and whole, exact layouts (every slot of every thread part of the b
   the last collapsed axis (2 vectors, 32 bytes, per thread and operand by default: the best of 1, 2,
   4 and 8 measured on an H100, where a bf16 add then runs at the device's copy rate). Rows shorter
   than one vector per thread keep the CPU schedule;
-- row_reduction (the row in one block): one program per row, `row_elements` elements per thread
-  (the row stays in registers: 32 f32 values when the row is the only row-wide input, 16 when
-  weights come with it, whose registers would otherwise halve the programs an SM holds: 8 warps for
-  an 8192-wide bf16 softmax, 16 for a layernorm, whose registers are capped so that 1536 threads
-  stay resident an SM: `Schedule.resident_threads`), at least one warp per row;
-  rows too short to fill a warp's worth get several rows per program, one warp each, so a program
-  has at least 4 warps. Longer rows keep the CPU schedule;
+- row_reduction (the row in one block): `row_elements` elements of a row per thread (the row stays
+  in registers: 32 f32 values, 8 warps for an 8192-wide bf16 row), at least one warp per row; rows
+  too short to fill a warp's worth get several rows per program, one warp each, so a program has at
+  least 4 warps. A 16-bit row with weights (a norm's w and b, the same in every row) walks 4 blocks
+  of rows a program when the grid stays large (`Schedule.blocks_per_program`: the weights are read
+  once a program and kept in shared memory), with registers capped for 1024 resident threads an SM
+  (`Schedule.resident_threads`); a smaller grid gets one block a program, 16 elements a thread and
+  a cap of 1536 threads. Longer rows keep the CPU schedule;
 - matmul: the tensor-core tiles of `matmul_schedule` (bf16/f16 operands; bench/gpu_gemm.py).
 Other patterns keep the CPU schedule.
 """
@@ -35,23 +36,44 @@ from tessera.ir.tile.ops import Schedule
 VECTOR_BYTES = 16  # one vector access per slot (the GPU lowering's VECTOR_BYTES)
 ELEMENTWISE_WARPS = 4
 ELEMENTWISE_SLOTS = 2  # vectors per thread and operand (bench/NOTES-gpu.md: 2 beat 1, 4 and 8)
-# Row elements per thread in a single-pass row reduction: 32 f32 registers of the row when the row is
-# the one row-wide input (softmax), 16 when others come with it (a norm's weights and biases are held
-# too): measured on an H100, bench/NOTES-gpu.md.
+# Row elements per thread in a single-pass row reduction: 32 f32 registers of the row (256 threads for
+# an 8192-wide row).
 ROW_ELEMENTS = 32
+# A 16-bit norm's row kernel (the row and weights the same in every row: a layernorm's w and b) walks
+# 4 rows a program (Schedule.blocks_per_program): the weights are read from global memory once a
+# program and kept in shared memory as bf16, instead of being read again for every row - 32 KiB of
+# L1/L2 traffic a row of 32 KiB of DRAM traffic, with spilled registers on top. Its registers are
+# capped so that 1024 threads (4 programs) stay resident an SM (64 registers, no spills). H100, 8192^2
+# bf16: layernorm 0.122 -> 0.100 ms, rmsnorm 0.100 -> 0.097 (bench/NOTES-gpu.md, version 5).
+ROW_BLOCKS_PER_PROGRAM_WITH_WEIGHTS = 4
+ROW_RESIDENT_THREADS_STAGED = 1024
+# Rows with weights held in registers (f32, or a grid too small to walk several blocks a program):
+# 16 elements a thread; 16-bit ones cap their registers for 1536 threads an SM (three rows in flight instead of two at the price of a few
+# spilled bytes): layernorm 0.125 -> 0.121 ms, rmsnorm 0.115 -> 0.101 (version 3).
 ROW_ELEMENTS_WITH_WEIGHTS = 16
-# A norm's row kernel (16 elements a thread, 512 threads) asks for registers that leave 1536 threads
-# resident an SM (40 registers: three rows in flight instead of two, at the price of a few spilled
-# bytes, which stay in L1): rmsnorm 0.115 -> 0.101 ms, layernorm 0.125 -> 0.121 on an H100. The
-# softmax (32 elements, 64 registers, already 4 programs an SM) and elementwise kernels lost with
-# such a cap (bench/NOTES-gpu.md, version 3).
 ROW_RESIDENT_THREADS_WITH_WEIGHTS = 1536
+# Programs a grid keeps at least when its programs walk several blocks (about 8 an SM of an H100).
+MIN_PROGRAMS = 1024
 MIN_WARPS = 4
 MAX_THREADS = 1024
 
 
 def _pow2_floor(n: int) -> int:
     return 1 << (max(1, n).bit_length() - 1)
+
+
+def _row_blocks(rows: int, cols: int, v: int, warp: int, row_elements: int) -> tuple[int, int, int, int] | None:
+    """(blocks of rows, rows a block, the block's row length, warps a row) of a single-pass row
+    reduction holding `row_elements` of a row per thread; None for a row narrower than a warp's
+    vectors."""
+    bk = pow2_at_least(cols)
+    chunks = max(1, bk // v)
+    per_row = min(chunks, MAX_THREADS, max(warp, _pow2_floor(bk // max(1, row_elements))))
+    if per_row < warp:
+        return None
+    row_warps = per_row // warp
+    br = min(pow2_at_least(rows), max(1, MIN_WARPS // row_warps))
+    return -(-rows // br), br, bk, row_warps
 
 
 def vector_elements(call: KernelCall) -> int:
@@ -67,7 +89,7 @@ def row_inputs(call: KernelCall) -> int:
 
 def gpu_schedule(call: KernelCall, *, warp: int = 32, slots: int = ELEMENTWISE_SLOTS,
                  elementwise_warps: int = ELEMENTWISE_WARPS, row_elements: int | None = None,
-                 resident_threads: int | None = None) -> Schedule | None:
+                 resident_threads: int | None = None, blocks_per_program: int | None = None) -> Schedule | None:
     """The GPU schedule of a memory-bound call (module docstring), or None to keep its own.
     `row_elements` (row elements per thread) and a row reduction's `resident_threads` (threads per
     SM its registers must leave room for; 0: the code generator's choice) default by the call's
@@ -85,20 +107,32 @@ def gpu_schedule(call: KernelCall, *, warp: int = 32, slots: int = ELEMENTWISE_S
         per_thread = min(_pow2_floor(slots), _pow2_floor(cols // (threads * v)))
         return replace(s, block=(1, threads * v * per_thread), warps=elementwise_warps)
     if call.pattern == "row_reduction" and cols <= SINGLE_PASS_ROW:
+        weighted = row_inputs(call) > 1 and v * 2 >= VECTOR_BYTES  # a 16-bit row with weights
+        if blocks_per_program is None:
+            blocks_per_program = 1
+            if weighted:
+                blocks = _row_blocks(rows, cols, v, warp, row_elements or ROW_ELEMENTS)
+                per = ROW_BLOCKS_PER_PROGRAM_WITH_WEIGHTS
+                while per > 1 and (blocks is None or blocks[0] // per < MIN_PROGRAMS):
+                    per //= 2
+                blocks_per_program = per
+        staged = weighted and blocks_per_program > 1
         if row_elements is None:
-            row_elements = ROW_ELEMENTS if row_inputs(call) <= 1 else ROW_ELEMENTS_WITH_WEIGHTS
+            # Weights held in registers with the row take half of them: 16 elements a thread.
+            row_elements = ROW_ELEMENTS if row_inputs(call) <= 1 or staged else ROW_ELEMENTS_WITH_WEIGHTS
         if resident_threads is None:
             # 16-bit rows only (measured on bf16; an f32 row spills 176 bytes a thread under the cap)
-            weighted = row_inputs(call) > 1 and row_elements <= ROW_ELEMENTS_WITH_WEIGHTS and v * 2 >= VECTOR_BYTES
-            resident_threads = ROW_RESIDENT_THREADS_WITH_WEIGHTS if weighted else 0
-        bk = pow2_at_least(cols)
-        chunks = max(1, bk // v)
-        per_row = min(chunks, MAX_THREADS, max(warp, _pow2_floor(bk // max(1, row_elements))))
-        if per_row < warp:
+            resident_threads = 0
+            if staged:
+                resident_threads = ROW_RESIDENT_THREADS_STAGED
+            elif weighted and row_elements <= ROW_ELEMENTS_WITH_WEIGHTS:
+                resident_threads = ROW_RESIDENT_THREADS_WITH_WEIGHTS
+        blocks = _row_blocks(rows, cols, v, warp, row_elements)
+        if blocks is None:
             return None  # a row narrower than a warp's vectors: the CPU schedule's layout decides
-        row_warps = per_row // warp
-        br = min(pow2_at_least(rows), max(1, MIN_WARPS // row_warps))
-        return replace(s, block=(br, bk), warps=row_warps * br, resident_threads=resident_threads)
+        _, br, bk, row_warps = blocks
+        return replace(s, block=(br, bk), warps=row_warps * br, resident_threads=resident_threads,
+                       blocks_per_program=blocks_per_program)
     if call.pattern == "matmul":
         return matmul_schedule(call)
     return None

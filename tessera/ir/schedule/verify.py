@@ -113,6 +113,12 @@ class _Verifier:
             self.fail(where, f"pattern '{c.pattern}' is not one of {sorted(PATTERNS)}")
         if not c.schedule.block or any(x <= 0 for x in c.schedule.block):
             self.fail(where, f"schedule blocks must be positive, got {c.schedule.block}")
+        if c.schedule.blocks_per_program < 1:
+            self.fail(where, f"schedule blocks_per_program must be positive, got {c.schedule.blocks_per_program}")
+        if c.schedule.blocks_per_program > 1 and not (
+                c.pattern == "row_reduction" and c.schedule.block[-1] >= c.space.extents[-1]):
+            self.fail(where, "blocks_per_program > 1 applies to row reductions whose row is one block, "
+                             f"not to {c.pattern} with the schedule {c.schedule}")
         reads, writes = set(), set()
         for j, a in enumerate(c.args):
             aw = f"{where} argument {j} (%{a.buffer.name})"

@@ -130,7 +130,9 @@ class Schedule:
     orders a matmul's output blocks in groups of that many block rows, column by column within a
     group (consecutive programs share operand panels in cache; 1: row by row); `resident_threads`
     (GPU, 0: the code generator's choice) asks for registers few enough that that many threads of
-    the kernel fit on one SM at once."""
+    the kernel fit on one SM at once; `blocks_per_program` (row reductions whose row is one block)
+    has each program walk that many consecutive blocks of rows in a loop, loading the inputs that are
+    the same for every row (a norm's weights: stride 0 along the rows) once, before the loop."""
 
     block: tuple[int, ...]
     k: int | None = None
@@ -140,6 +142,7 @@ class Schedule:
     swizzle: str | None = None
     group_m: int = 1
     resident_threads: int = 0
+    blocks_per_program: int = 1
 
     def __str__(self) -> str:
         parts = [f"block=({', '.join(map(str, self.block))})"]
@@ -152,6 +155,8 @@ class Schedule:
             parts.append(f"group_m={self.group_m}")
         if self.resident_threads:
             parts.append(f"resident_threads={self.resident_threads}")
+        if self.blocks_per_program != 1:
+            parts.append(f"blocks_per_program={self.blocks_per_program}")
         return f"Schedule({', '.join(parts)})"
 
 
