@@ -607,15 +607,16 @@ def mem_rows(rng: np.random.Generator, timer: GraphTimer, torch: Torch, copy_gbs
 SWEEP: list[tuple[str, dict[str, int], dict[str, bool]]] = [
     # (label, gpu_heuristics parameters, build switches: block_access, bf16_cvt, row_divide,
     # packed_join, moments). Earlier variants (per-slot access, integer rounding, slots) are in
-    # bench/NOTES-gpu.md; these are the ones of version 3 (the defaults are the winners).
+    # bench/NOTES-gpu.md; these are the ones of versions 3-5 (the defaults are the winners).
     ("default", {}, {}),
+    ("one row a program", {"blocks_per_program": 1}, {}),  # version 5: weights read every row
+    ("2 rows a program", {"blocks_per_program": 2}, {}),
+    ("8 rows a program", {"blocks_per_program": 8}, {}),
+    ("no register cap", {"resident_threads": 0}, {}),
     ("one-reduction mean and variance", {}, {"moments": True}),  # gpu_moments (version 4: slower)
     ("IEEE division per element", {}, {"row_divide": False}),
     ("unpacked 16-bit join", {}, {"packed_join": False}),
-    ("no register cap", {"resident_threads": 0}, {}),
     ("row elems=16", {"row_elements": 16}, {}),
-    ("row elems=32", {"row_elements": 32}, {}),
-    ("row elems=32, 1280 threads/SM", {"row_elements": 32, "resident_threads": 1280}, {}),
 ]
 
 
