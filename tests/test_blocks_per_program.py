@@ -33,7 +33,7 @@ from tessera.ir.schedule.verify import verify_plan
 from tessera.ir.schedule_to_tile import lower_plan
 from tessera.ir.target.info import TargetInfo, hip_target_info
 from tessera.ir.target.ops import Module
-from tessera.ir.tile.ops import Kernel
+from tessera.ir.tile.ops import Kernel, Schedule
 from tessera.ir.tile.parser import parse_kernel
 from tessera.ir.tile.printer import print_kernel
 from tessera.ir.tile_to_target import lower_kernel
@@ -65,6 +65,20 @@ def soft(x: Tensor["N", "D", bf16]) -> Tensor["N", "D", bf16]:
 @jit
 def mm(a: Tensor["N", "D", f32], c: Tensor["D", "N", f32]) -> Tensor["N", "N", f32]:
     return a @ c
+
+@jit
+def soft2(x: Tensor["N", "D", bf16], y: Tensor["N", "D", bf16]) -> Tensor["N", "D", bf16]:
+    return softmax(x + y, axis=-1)
+
+@jit
+def rms_res(x: Tensor["N", "D", bf16], r: Tensor["N", "D", bf16], w: Tensor["D", bf16]) -> Tensor["N", "D", bf16]:
+    return rmsnorm(x + r, w, 1e-6)
+
+@jit
+def ln_wide(x: Tensor["N", "D", bf16], w: Tensor["D", f32], b: Tensor["D", f32]) -> Tensor["N", "D", bf16]:
+    xf = cast(x, f32)
+    d = xf - mean(xf, axis=-1, keepdims=True)
+    return cast(d / sqrt(mean(d * d, axis=-1, keepdims=True) + 1e-5) * w + b, bf16)
 '''
 
 
@@ -178,6 +192,9 @@ def test_the_gpu_keeps_the_weights_in_shared_memory_as_bf16(source: Path) -> Non
     staged = count(r"st\.shared\.v4\.b32", before)
     assert staged > 0 and count(r"ld\.shared\.v4\.b32", inside) == staged
     assert count(r"st\.shared\.v4", inside) == 0
+    # Every thread's part is written before any thread reads another's: a barrier after the last write.
+    assert before.rindex("bar.sync 0;") > before.rindex("st.shared.v4.b32")
+    assert count(r"st\.shared\.v4", ptx(1)) == 0  # one block a program: the weights stay in registers
     filecheck(inside, """
     CHECK: ld.global.v4.b32
     CHECK: ld.shared.v4.b32
@@ -200,6 +217,24 @@ def test_blocks_per_program_is_for_one_block_rows_only(source: Path) -> None:
     call.schedule = dataclasses.replace(call.schedule, blocks_per_program=2)
     with pytest.raises(ScheduleIRError, match="row reductions whose row is one block"):
         verify_plan(plan)
+
+
+def test_the_gpu_schedule_walks_rows_only_for_weights_it_can_stage(source: Path) -> None:
+    def schedule(fn: str, dims: dict[str, int]) -> Schedule:
+        (k,) = lower_plan(plan_of(source, fn, dims, None))
+        return k.schedule
+
+    big = {"N": 8192, "D": 8192}
+    # bf16 weights (16 KiB a row each): staged, 4 rows a program; leading axes count as rows.
+    assert schedule("ln", {"B": 8, "S": 1024, "D": 8192}).blocks_per_program == 4
+    assert schedule("ln", {"B": 8, "S": 256, "D": 8192}).blocks_per_program == 2  # 2048 rows
+    assert schedule("rms", big).blocks_per_program == 4
+    # Two rows varying along the rows (x + y, x + r): nothing to stage for one of them; f32 weights
+    # of 8192 (64 KiB) past the staging budget; no weights at all.
+    for fn in ("soft2", "rms_res", "ln_wide", "soft"):
+        s = schedule(fn, big)
+        assert s.blocks_per_program == 1, fn
+        assert s.resident_threads == (0 if fn == "soft" else 1536), (fn, s)
 
 
 @gpu_checks.needs_ptxas
@@ -225,16 +260,18 @@ def test_staged_rows_compile_for_gfx90a(source: Path, tmp_path: Path) -> None:
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("rows", [8192, 8191])
-def test_staged_layernorm_on_the_device(rng: np.random.Generator, rows: int) -> None:
-    # Enough rows for 4 a program (8191: the last program has 3); the plain call path, as a user has it.
+def test_staged_layernorm_on_the_device(source: Path, rng: np.random.Generator) -> None:
+    # 4097 rows of 4096: one row a block, 4 blocks a program, and a last program with one.
     import tessera
     from tessera.runtime import cuda
 
     gpu_checks.device_runtime(cuda.available, cuda.CudaRuntime, "CUDA device")
+    rows, d = 4097, 4096
+    (k,) = lower_plan(plan_of(source, "ln", {"B": 1, "S": rows, "D": d}, None))
+    assert (k.schedule.block, k.schedule.blocks_per_program, k.grid) == ((1, d), 4, (1025,))
     m = tessera.compile(SRC, target="cuda")
-    x = (rng.standard_normal((1, rows, 1024)) * 3 + 1).astype(BF16)
-    w, b = rng.standard_normal(1024).astype(BF16), rng.standard_normal(1024).astype(BF16)
+    x = (rng.standard_normal((1, rows, d)) * 3 + 1).astype(BF16)
+    w, b = rng.standard_normal(d).astype(BF16), rng.standard_normal(d).astype(BF16)
     y = m.ln(x, w, b)
     x64 = x.astype(np.float64)
     mu = x64.mean(-1, keepdims=True)

@@ -30,6 +30,10 @@ from dataclasses import dataclass
 from tessera.ir.target.ops import TargetIRError
 
 WARP = 32
+VECTOR_BYTES = 16  # a slot: one 16-byte vector access of the kernel's narrowest element
+# Blocks read only inside loops kept in shared memory, as stored (tile_to_target_gpu._loop_only_loads);
+# the GPU schedules stage a norm's weights when they fit (tessera/ir/schedule/gpu_heuristics.py).
+MAX_STAGED_BYTES = 32 * 1024
 
 
 class GpuUnsupported(TargetIRError, NotImplementedError):

@@ -448,8 +448,7 @@ class _Reduction(_Base):
     def _row_invariant(self, i: int) -> bool:
         """Whether input argument `i` holds the same row for every row: stride 0 (or extent 1)
         along every axis that is not reduced (a norm's weights broadcast over the rows)."""
-        lay = self.call.args[i].layout  # over the kernel's collapsed axes, the reduced one last
-        return all(n == 1 or s == 0 for n, s in zip(lay.shape[:-1], lay.strides[:-1]))
+        return self.call.args[i].layout.rows_alike()  # over the kernel's collapsed axes, the reduced one last
 
     def _load_invariant_rows(self) -> None:
         """Load, once per program, the row-level inputs that are the same in every row (at row 0)."""

@@ -55,7 +55,7 @@ from tessera.ir import (
     gpu_reduce,
     gpu_row_divide,
 )
-from tessera.ir.gpu_layout import GpuUnsupported, Layout, natural
+from tessera.ir.gpu_layout import MAX_STAGED_BYTES, VECTOR_BYTES, GpuUnsupported, Layout, natural
 from tessera.ir.target import convert as cv
 from tessera.ir.target.builder import Builder
 from tessera.ir.target.elementwise import Elementwise
@@ -78,9 +78,7 @@ from tessera.ir.tile.verify import verify_kernel
 from tessera.ir.tile_to_target import AbiParam, TensorArg, _tensor_name, abi, lower_scalar_op
 
 MAX_SHARED_BYTES = 48 * 1024  # static shared memory of one CTA
-MAX_STAGED_BYTES = 32 * 1024  # loop-invariant loaded blocks kept in shared memory (_loop_only_loads)
 MAX_THREADS = 1024
-VECTOR_BYTES = 16
 MAX_SLOT_ELEMENTS = 512  # elements of one block per thread before registers surely spill
 
 
@@ -145,7 +143,8 @@ Block = Regs | Splat | Iota | Shared
 
 def _loop_only_loads(body: Region) -> set[int]:
     """The blocks loaded at the top level of a kernel that only elementwise ops inside loops read (a
-    norm's weights, loaded once before a loop over rows: Schedule.blocks_per_program). Held in
+    norm's weights, loaded once before a loop over rows: kernels with Schedule.blocks_per_program > 1,
+    the ones this was measured on). Held in
     registers across the loop they would cost the registers of their widened values for its whole
     length - ptxas hoists their decoding out of the loop -, so the GPU lowering keeps them in shared
     memory, as stored in their tensor, and each use reads them from there."""
@@ -230,7 +229,7 @@ class _GpuLowering:
         self._coords: dict[tuple[Layout, int, int], _Coords] = {}
         self._outer: dict[tuple[tuple[int, ...], Layout, int], list[TValue]] = {}
         self._thread: dict[int, tuple[TValue, TValue]] = {}
-        self.loop_only = _loop_only_loads(k.body)
+        self.loop_only = _loop_only_loads(k.body) if k.schedule.blocks_per_program > 1 else set()
         self.staged_bytes = 0
 
     # -- entry ---------------------------------------------------------------------------------
@@ -383,7 +382,7 @@ class _GpuLowering:
             sm = self.shared_view(op.operands[0])
             perm = [int(p) for p in op.attr("perm")]  # type: ignore[union-attr]
             self.blocks[op.result.uid] = Shared(tuple(sm.shape[p] for p in perm), sm.dtype, sm.ptr,
-                                                tuple(sm.strides[p] for p in perm))
+                                                tuple(sm.strides[p] for p in perm), sm.stored)
         elif name == "item":
             self.item(op)
         elif name in _ELEMENTWISE:
@@ -524,7 +523,7 @@ class _GpuLowering:
         shape = self._shape(v)
         if sm.shape == shape:
             return sm
-        return Shared(shape, sm.dtype, sm.ptr, _broadcast_strides(sm.shape, sm.strides, shape))
+        return Shared(shape, sm.dtype, sm.ptr, _broadcast_strides(sm.shape, sm.strides, shape), sm.stored)
 
     def read_shared(self, sm: Shared, shape: tuple[int, ...], outer: list[TValue], col: TValue,
                     lanes: int) -> TValue:
@@ -771,7 +770,7 @@ class _GpuLowering:
             self.blocks[op.result.uid] = Splat(shape, blk.dtype, blk.value)
             return
         if isinstance(blk, Shared) and blk.shape == self._shape(src) and blk.strides == _row_major(blk.shape):
-            self.blocks[op.result.uid] = Shared(shape, blk.dtype, blk.ptr, _row_major(shape))
+            self.blocks[op.result.uid] = Shared(shape, blk.dtype, blk.ptr, _row_major(shape), blk.stored)
             return
         regs = self.to_regs(src)
         if gpu_layout.split_shape(shape) == gpu_layout.split_shape(regs.shape):

@@ -16,8 +16,8 @@ flight per SM and whole, exact layouts (every slot of every thread part of the b
 - row_reduction (the row in one block): `row_elements` elements of a row per thread (the row stays
   in registers: 32 f32 values, 8 warps for an 8192-wide bf16 row), at least one warp per row; rows
   too short to fill a warp's worth get several rows per program, one warp each, so a program has at
-  least 4 warps. A 16-bit row with weights (a norm's w and b, the same in every row) walks 4 blocks
-  of rows a program when the grid stays large (`Schedule.blocks_per_program`: the weights are read
+  least 4 warps. A 16-bit row whose other row-wide inputs are weights (a norm's w and b, the same
+  in every row) that fit in shared memory walks 4 blocks of rows a program when the grid stays large (`Schedule.blocks_per_program`: the weights are read
   once a program and kept in shared memory), with registers capped for 1024 resident threads an SM
   (`Schedule.resident_threads`); a smaller grid gets one block a program, 16 elements a thread and
   a cap of 1536 threads. Longer rows keep the CPU schedule;
@@ -29,11 +29,11 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from tessera.ir.gpu_layout import MAX_STAGED_BYTES, VECTOR_BYTES
 from tessera.ir.schedule.heuristics import SINGLE_PASS_ROW, pow2_at_least
 from tessera.ir.schedule.ops import KernelCall, Plan
 from tessera.ir.tile.ops import Schedule
 
-VECTOR_BYTES = 16  # one vector access per slot (the GPU lowering's VECTOR_BYTES)
 ELEMENTWISE_WARPS = 4
 ELEMENTWISE_SLOTS = 2  # vectors per thread and operand (bench/NOTES-gpu.md: 2 beat 1, 4 and 8)
 # Row elements per thread in a single-pass row reduction: 32 f32 registers of the row (256 threads for
@@ -62,10 +62,11 @@ def _pow2_floor(n: int) -> int:
     return 1 << (max(1, n).bit_length() - 1)
 
 
-def _row_blocks(rows: int, cols: int, v: int, warp: int, row_elements: int) -> tuple[int, int, int, int] | None:
-    """(blocks of rows, rows a block, the block's row length, warps a row) of a single-pass row
-    reduction holding `row_elements` of a row per thread; None for a row narrower than a warp's
-    vectors."""
+def _row_blocks(ext: tuple[int, ...], v: int, warp: int, row_elements: int) -> tuple[int, int, int, int] | None:
+    """(blocks of rows in the grid, rows a block, the block's row length, warps a row) of a
+    single-pass row reduction over extents `ext` (rows along ext[-2], leading axes before) holding
+    `row_elements` of a row per thread; None for a row narrower than a warp's vectors."""
+    rows, cols = ext[-2], ext[-1]
     bk = pow2_at_least(cols)
     chunks = max(1, bk // v)
     per_row = min(chunks, MAX_THREADS, max(warp, _pow2_floor(bk // max(1, row_elements))))
@@ -73,7 +74,10 @@ def _row_blocks(rows: int, cols: int, v: int, warp: int, row_elements: int) -> t
         return None
     row_warps = per_row // warp
     br = min(pow2_at_least(rows), max(1, MIN_WARPS // row_warps))
-    return -(-rows // br), br, bk, row_warps
+    lead = 1
+    for n in ext[:-2]:
+        lead *= n
+    return lead * -(-rows // br), br, bk, row_warps
 
 
 def vector_elements(call: KernelCall) -> int:
@@ -87,6 +91,17 @@ def row_inputs(call: KernelCall) -> int:
     return sum(1 for a in call.args if a.role == "in" and a.part == "full")
 
 
+def invariant_row_bytes(call: KernelCall, block_rows: int, block_cols: int) -> int | None:
+    """The bytes a block of the inputs that are the same in every row (stride 0 along the rows: a
+    norm's weights) takes, as stored, when every other row input is the row itself (one input varying
+    along the rows); None otherwise."""
+    full = [a for a in call.args if a.role == "in" and a.part == "full"]
+    same = [a for a in full if a.layout.rows_alike()]
+    if not same or len(full) - len(same) != 1:
+        return None
+    return sum(block_rows * block_cols * max(1, a.buffer.dtype.bits // 8) for a in same)
+
+
 def gpu_schedule(call: KernelCall, *, warp: int = 32, slots: int = ELEMENTWISE_SLOTS,
                  elementwise_warps: int = ELEMENTWISE_WARPS, row_elements: int | None = None,
                  resident_threads: int | None = None, blocks_per_program: int | None = None) -> Schedule | None:
@@ -97,7 +112,7 @@ def gpu_schedule(call: KernelCall, *, warp: int = 32, slots: int = ELEMENTWISE_S
     ext = call.space.extents
     if len(ext) < 2:
         return None
-    rows, cols = ext[-2], ext[-1]
+    cols = ext[-1]
     v = vector_elements(call)
     s = call.schedule
     if call.pattern in ("elementwise", "copy"):
@@ -107,15 +122,18 @@ def gpu_schedule(call: KernelCall, *, warp: int = 32, slots: int = ELEMENTWISE_S
         per_thread = min(_pow2_floor(slots), _pow2_floor(cols // (threads * v)))
         return replace(s, block=(1, threads * v * per_thread), warps=elementwise_warps)
     if call.pattern == "row_reduction" and cols <= SINGLE_PASS_ROW:
-        weighted = row_inputs(call) > 1 and v * 2 >= VECTOR_BYTES  # a 16-bit row with weights
+        weighted = row_inputs(call) > 1 and v * 2 >= VECTOR_BYTES  # a narrow row with weights
         if blocks_per_program is None:
             blocks_per_program = 1
-            if weighted:
-                blocks = _row_blocks(rows, cols, v, warp, row_elements or ROW_ELEMENTS)
-                per = ROW_BLOCKS_PER_PROGRAM_WITH_WEIGHTS
-                while per > 1 and (blocks is None or blocks[0] // per < MIN_PROGRAMS):
-                    per //= 2
-                blocks_per_program = per
+            staged_blocks = _row_blocks(ext, v, warp, row_elements or ROW_ELEMENTS)
+            if weighted and v * 2 == VECTOR_BYTES and staged_blocks is not None:  # 16-bit rows: measured
+                count, br, bk, _ = staged_blocks
+                held = invariant_row_bytes(call, br, bk)
+                if held is not None and held <= MAX_STAGED_BYTES:
+                    per = ROW_BLOCKS_PER_PROGRAM_WITH_WEIGHTS
+                    while per > 1 and count // per < MIN_PROGRAMS:
+                        per //= 2
+                    blocks_per_program = per
         staged = weighted and blocks_per_program > 1
         if row_elements is None:
             # Weights held in registers with the row take half of them: 16 elements a thread.
@@ -127,7 +145,7 @@ def gpu_schedule(call: KernelCall, *, warp: int = 32, slots: int = ELEMENTWISE_S
                 resident_threads = ROW_RESIDENT_THREADS_STAGED
             elif weighted and row_elements <= ROW_ELEMENTS_WITH_WEIGHTS:
                 resident_threads = ROW_RESIDENT_THREADS_WITH_WEIGHTS
-        blocks = _row_blocks(rows, cols, v, warp, row_elements)
+        blocks = _row_blocks(ext, v, warp, row_elements)
         if blocks is None:
             return None  # a row narrower than a warp's vectors: the CPU schedule's layout decides
         _, br, bk, row_warps = blocks

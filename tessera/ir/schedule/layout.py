@@ -54,6 +54,11 @@ class Layout:
     def is_contiguous(self) -> bool:
         return self == Layout.contiguous(self.shape) or self.size == 0
 
+    def rows_alike(self) -> bool:
+        """Every row (last axis) is the same elements: stride 0 or extent 1 along the other axes (a
+        norm's weights broadcast over the rows of a row reduction)."""
+        return all(n == 1 or s == 0 for n, s in zip(self.shape[:-1], self.strides[:-1]))
+
     def __str__(self) -> str:
         def ints(xs: Sequence[int]) -> str:
             return "[" + ", ".join(map(str, xs)) + "]"
