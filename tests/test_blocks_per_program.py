@@ -18,12 +18,10 @@ import ml_dtypes
 import numpy as np
 import pytest
 from filecheck_util import filecheck
-from gpu_interpreter import run_kernel
+from gpu_cases import jit_graph, run_interpreted
 from test_hip import compile_for, needs_clang
 
 from tessera.codegen.ptx import cuda_target_info, emit_ptx
-from tessera.frontend.check import check_file
-from tessera.ir.graph.ops import Function
 from tessera.ir.graph.passes.pipeline import optimize
 from tessera.ir.graph.reference import evaluate
 from tessera.ir.graph_to_schedule import partition
@@ -31,13 +29,12 @@ from tessera.ir.schedule.gpu_heuristics import retarget
 from tessera.ir.schedule.ops import KernelCall, Plan, ScheduleIRError
 from tessera.ir.schedule.verify import verify_plan
 from tessera.ir.schedule_to_tile import lower_plan
-from tessera.ir.target.info import TargetInfo, hip_target_info
+from tessera.ir.target.info import hip_target_info
 from tessera.ir.target.ops import Module
-from tessera.ir.tile.ops import Kernel, Schedule
+from tessera.ir.tile.ops import Schedule
 from tessera.ir.tile.parser import parse_kernel
 from tessera.ir.tile.printer import print_kernel
 from tessera.ir.tile_to_target import lower_kernel
-from tessera.runtime import stages
 from tessera.runtime.cpu import CpuRuntime
 from tessera.runtime.executor import CompiledFunction
 from tessera.runtime.hip import emit_kernels_hip
@@ -89,18 +86,10 @@ def source(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return p
 
 
-def graph_of(path: Path, fn_name: str, dims: dict[str, int]) -> Function:
-    checked = check_file(path).result
-    assert checked is not None
-    fn = next(f for f in checked.program.root.tree.functions if f.name == fn_name)
-    sig = checked.signatures[fn]
-    return stages.lower_to(checked, fn, "graph", stages.static_defaults(sig, fn), stages.bind(sig, dims)).graph
-
-
 def plan_of(path: Path, fn_name: str, dims: dict[str, int], per_program: int | None, gpu: bool = True) -> Plan:
     """The plan with GPU schedules (or the CPU's), its row reduction walking `per_program` blocks
     (None: the heuristic's choice)."""
-    plan = partition(optimize(graph_of(path, fn_name, dims)))
+    plan = partition(optimize(jit_graph(path, fn_name, dims)))
     if gpu:
         retarget(plan)
     for step in plan.steps:
@@ -110,23 +99,11 @@ def plan_of(path: Path, fn_name: str, dims: dict[str, int], per_program: int | N
     return plan
 
 
-class _Interpreted:
-    """Launches through the GPU lowering (32-lane warps, or AMD's 64-lane wavefronts), run in the
-    lockstep interpreter."""
-
-    def __init__(self, kernels: list[Kernel], info: TargetInfo = INFO) -> None:
-        self.fns = {k.name: (k, lower_kernel(k, info)) for k in kernels}
-
-    def launch(self, name: str, arrays: list[np.ndarray]) -> None:
-        k, f = self.fns[name]
-        run_kernel(f, k, arrays)
-
-
 def run_plan(plan: Plan, xs: list[np.ndarray], where: str, cpu: CpuRuntime) -> np.ndarray:
     kernels = lower_plan(plan)
-    runner = {"gpu": lambda: _Interpreted(kernels), "wave64": lambda: _Interpreted(kernels, hip_target_info("gfx90a")),
-              "cpu": lambda: cpu.compile(kernels)}[where]()
-    return CompiledFunction(plan, kernels, runner, poison=True)(*xs)[0]
+    if where == "cpu":
+        return CompiledFunction(plan, kernels, cpu.compile(kernels), poison=True)(*xs)[0]
+    return run_interpreted(plan, kernels, xs, hip_target_info("gfx90a") if where == "wave64" else None)[0]
 
 
 CASES = [  # (function, extents, inputs' shapes and dtypes)
@@ -143,7 +120,7 @@ def test_rows_per_program_give_the_same_bits(source: Path, cpu: CpuRuntime, rng:
                                              fn: str, dims: dict[str, int], shapes: list) -> None:
     xs = [(rng.standard_normal(s) * 2 + 0.5).astype(d) for s, d in shapes]
     one = run_plan(plan_of(source, fn, dims, 1, gpu=where != "cpu"), xs, where, cpu)
-    ref = evaluate(graph_of(source, fn, dims), xs)[0]
+    ref = evaluate(jit_graph(source, fn, dims), xs)[0]
     tol = 2.0 ** -7 if one.dtype == BF16 else 1e-5
     np.testing.assert_allclose(one.astype(np.float64), ref.astype(np.float64), rtol=tol, atol=tol)
     rows = int(np.prod(shapes[0][0][:-1]))
@@ -203,7 +180,7 @@ def test_the_gpu_keeps_the_weights_in_shared_memory_as_bf16(source: Path) -> Non
 
 
 def test_blocks_per_program_is_for_one_block_rows_only(source: Path) -> None:
-    plan = partition(optimize(graph_of(source, "mm", {"N": 32, "D": 16})))
+    plan = partition(optimize(jit_graph(source, "mm", {"N": 32, "D": 16})))
     (call,) = [s for s in plan.steps if isinstance(s, KernelCall)]
     call.schedule = dataclasses.replace(call.schedule, blocks_per_program=2)
     with pytest.raises(ScheduleIRError, match="blocks_per_program > 1 applies to row reductions"):
@@ -212,7 +189,7 @@ def test_blocks_per_program_is_for_one_block_rows_only(source: Path) -> None:
     with pytest.raises(ScheduleIRError, match="blocks_per_program must be positive, got 0"):
         verify_plan(plan)
     # A row longer than its block (several passes over the row) is refused too.
-    plan = partition(optimize(graph_of(source, "soft", {"N": 4, "D": 20000})))
+    plan = partition(optimize(jit_graph(source, "soft", {"N": 4, "D": 20000})))
     (call,) = [s for s in plan.steps if isinstance(s, KernelCall)]
     call.schedule = dataclasses.replace(call.schedule, blocks_per_program=2)
     with pytest.raises(ScheduleIRError, match="row reductions whose row is one block"):

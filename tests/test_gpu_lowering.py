@@ -15,7 +15,7 @@ import ml_dtypes
 import numpy as np
 import pytest
 from filecheck_util import filecheck
-from gpu_cases import example_case, example_names
+from gpu_cases import example_case, example_names, run_interpreted
 from gpu_interpreter import SimtError, run_kernel
 from kernel_cases import STDLIB, KernelCase, example_cases, kernel_of, launch_arrays, modules, stdlib_cases
 from tile_kernels import (
@@ -44,7 +44,6 @@ from tessera.ir.tile.ops import Kernel, Schedule
 from tessera.ir.tile_to_target import lower_kernel
 from tessera.ir.tile_to_target_gpu import GpuScheduleLimit
 from tessera.runtime.cpu import CpuRuntime
-from tessera.runtime.executor import CompiledFunction
 
 INFO = cuda_target_info("sm_90a")
 INT8 = DTYPES["int8"]
@@ -247,16 +246,8 @@ def test_store_masked_and_shared_staging(cpu: CpuRuntime, rng: np.random.Generat
 @pytest.mark.parametrize(("file", "fn"), example_names())
 def test_examples_match_the_reference(file: str, fn: str, rng: np.random.Generator) -> None:
     case = example_case(file, fn)
-    fns = {k.name: (k, gpu(k)) for k in case.lowered.kernels}
-
-    class Interpreted:
-        def launch(self, name: str, arrays: list[np.ndarray]) -> None:
-            k, f = fns[name]
-            run_kernel(f, k, arrays)
-
-    compiled = CompiledFunction(case.lowered.plan, case.lowered.kernels, Interpreted(), poison=True)
     xs = case.inputs(rng)
-    got = compiled(*xs)
+    got = run_interpreted(case.lowered.plan, list(case.lowered.kernels), xs)
     same = evaluate(case.lowered.graph, xs)  # the same dtype semantics: a few ulps apart
     exact = evaluate(case.lowered.graph, xs, float64=True)
     for g, s, e in zip(got, same, exact):

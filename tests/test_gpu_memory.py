@@ -23,13 +23,12 @@ import ml_dtypes
 import numpy as np
 import pytest
 from filecheck_util import filecheck
+from gpu_cases import jit_graph, run_interpreted
 from gpu_checks import PTXAS, needs_ptxas
-from gpu_interpreter import run_kernel
 
 from tessera.codegen import ptx_bf16
 from tessera.codegen.ptx import cuda_target_info
 from tessera.dtypes import BF16
-from tessera.frontend.check import check_file
 from tessera.ir import gpu_memory, gpu_row_divide
 from tessera.ir.gpu_layout import natural
 from tessera.ir.graph.passes.pipeline import optimize
@@ -42,9 +41,7 @@ from tessera.ir.target.convert import encode
 from tessera.ir.target.ops import F32 as T_F32
 from tessera.ir.target.ops import Value, vec
 from tessera.ir.tile_to_target import lower_kernel
-from tessera.runtime import stages
 from tessera.runtime.cuda import emit_kernels_ptx
-from tessera.runtime.executor import CompiledFunction
 
 INFO = cuda_target_info("sm_90a")
 BF = np.dtype(ml_dtypes.bfloat16)
@@ -78,31 +75,11 @@ def rng() -> np.random.Generator:
     return np.random.default_rng()
 
 
-def graph(src: Path, fn_name: str, dims: dict[str, int]) -> object:
-    checked = check_file(src).result
-    assert checked is not None
-    fn = next(f for f in checked.program.root.tree.functions if f.name == fn_name)
-    sig = checked.signatures[fn]
-    env = stages.bind(sig, dims)
-    return stages.lower_to(checked, fn, "graph", stages.static_defaults(sig, fn), env).graph
-
-
 def gpu_plan(src: Path, fn_name: str, dims: dict[str, int], **params: int) -> tuple[object, list, list[KernelCall]]:
-    g = optimize(graph(src, fn_name, dims))  # type: ignore[arg-type]
+    g = optimize(jit_graph(src, fn_name, dims))  # type: ignore[arg-type]
     plan = retarget(partition(g), **params)
     kernels = lower_plan(plan)
     return plan, kernels, [s for s in plan.steps if isinstance(s, KernelCall)]
-
-
-def run_interpreted(plan: object, kernels: list, xs: list[np.ndarray]) -> list[np.ndarray]:
-    fns = {k.name: (k, lower_kernel(k, INFO)) for k in kernels}
-
-    class Interpreted:
-        def launch(self, name: str, arrays: list[np.ndarray]) -> None:
-            k, f = fns[name]
-            run_kernel(f, k, arrays)
-
-    return CompiledFunction(plan, kernels, Interpreted(), poison=True)(*xs)  # type: ignore[arg-type]
 
 
 def rel(got: np.ndarray, ref: np.ndarray) -> float:
@@ -143,13 +120,13 @@ def test_gpu_schedules_of_memory_bound_calls(src: Path) -> None:
     # Rows narrower than a warp's vectors, rows too long for one pass: the CPU schedule stays.
     for fn, dims in (("softmax_bf16", {"N": 64, "M": 96}), ("softmax_bf16", {"N": 4, "M": 20000}),
                      ("add_bf16", {"N": 5, "M": 7})):
-        plan = partition(optimize(graph(src, fn, dims)))  # type: ignore[arg-type]
+        plan = partition(optimize(jit_graph(src, fn, dims)))  # type: ignore[arg-type]
         for call in (s for s in plan.steps if isinstance(s, KernelCall)):
             assert gpu_schedule(call) is None
 
 
 def test_cpu_plans_keep_their_schedules(src: Path) -> None:
-    g = optimize(graph(src, "softmax_bf16", {"N": 8192, "M": 8192}))  # type: ignore[arg-type]
+    g = optimize(jit_graph(src, "softmax_bf16", {"N": 8192, "M": 8192}))  # type: ignore[arg-type]
     before = [s.schedule for s in partition(g).steps if isinstance(s, KernelCall)]
     after = [s.schedule for s in partition(g).steps if isinstance(s, KernelCall)]
     assert before == after  # partition alone (the CPU path) never calls the GPU heuristics

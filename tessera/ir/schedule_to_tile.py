@@ -445,17 +445,13 @@ class _Reduction(_Base):
                 self.b.store(self.params[i], *self.row_starts, self.c(0),
                              value=self.as_block(self.value(v), self.stat_block))
 
-    def _row_invariant(self, i: int) -> bool:
-        """Whether input argument `i` holds the same row for every row: stride 0 (or extent 1)
-        along every axis that is not reduced (a norm's weights broadcast over the rows)."""
-        return self.call.args[i].layout.rows_alike()  # over the kernel's collapsed axes, the reduced one last
-
     def _load_invariant_rows(self) -> None:
-        """Load, once per program, the row-level inputs that are the same in every row (at row 0)."""
+        """Load, once per program, the row-level inputs that are the same in every row (at row 0):
+        stride 0 along the kernel's collapsed axes but the reduced one."""
         zeros = [self.c(0)] * (len(self.block) - 1)
         for v, idx in self.inputs.items():
             i = idx[0]
-            if self.levels[v] == "row" and self._row_invariant(i):
+            if self.levels[v] == "row" and self.call.args[i].layout.rows_alike():
                 p = self.params[i]
                 self.invariant[v] = self.b.load(p, *zeros, self.k0, shape=self.block, hint=p.hint)
 

@@ -144,10 +144,10 @@ Block = Regs | Splat | Iota | Shared
 def _loop_only_loads(body: Region) -> set[int]:
     """The blocks loaded at the top level of a kernel that only elementwise ops inside loops read (a
     norm's weights, loaded once before a loop over rows: kernels with Schedule.blocks_per_program > 1,
-    the ones this was measured on). Held in
-    registers across the loop they would cost the registers of their widened values for its whole
-    length - ptxas hoists their decoding out of the loop -, so the GPU lowering keeps them in shared
-    memory, as stored in their tensor, and each use reads them from there."""
+    the ones this was measured on). Held in registers across the loop they would cost the registers
+    of their widened values for its whole length - ptxas hoists their decoding out of the loop -, so
+    the GPU lowering keeps them in shared memory, as stored in their tensor, and each use reads them
+    from there."""
     top = {op.result.uid for op in body.ops if op.name == "load"}
     inner: set[int] = set()
     bad: set[int] = set()
@@ -381,8 +381,8 @@ class _GpuLowering:
         elif name == "transpose":
             sm = self.shared_view(op.operands[0])
             perm = [int(p) for p in op.attr("perm")]  # type: ignore[union-attr]
-            self.blocks[op.result.uid] = Shared(tuple(sm.shape[p] for p in perm), sm.dtype, sm.ptr,
-                                                tuple(sm.strides[p] for p in perm), sm.stored)
+            self.blocks[op.result.uid] = dataclasses.replace(sm, shape=tuple(sm.shape[p] for p in perm),
+                                                             strides=tuple(sm.strides[p] for p in perm))
         elif name == "item":
             self.item(op)
         elif name in _ELEMENTWISE:
@@ -523,7 +523,7 @@ class _GpuLowering:
         shape = self._shape(v)
         if sm.shape == shape:
             return sm
-        return Shared(shape, sm.dtype, sm.ptr, _broadcast_strides(sm.shape, sm.strides, shape), sm.stored)
+        return dataclasses.replace(sm, shape=shape, strides=_broadcast_strides(sm.shape, sm.strides, shape))
 
     def read_shared(self, sm: Shared, shape: tuple[int, ...], outer: list[TValue], col: TValue,
                     lanes: int) -> TValue:
@@ -770,7 +770,7 @@ class _GpuLowering:
             self.blocks[op.result.uid] = Splat(shape, blk.dtype, blk.value)
             return
         if isinstance(blk, Shared) and blk.shape == self._shape(src) and blk.strides == _row_major(blk.shape):
-            self.blocks[op.result.uid] = Shared(shape, blk.dtype, blk.ptr, _row_major(shape), blk.stored)
+            self.blocks[op.result.uid] = dataclasses.replace(blk, shape=shape, strides=_row_major(shape))
             return
         regs = self.to_regs(src)
         if gpu_layout.split_shape(shape) == gpu_layout.split_shape(regs.shape):

@@ -17,21 +17,23 @@ flight per SM and whole, exact layouts (every slot of every thread part of the b
   in registers: 32 f32 values, 8 warps for an 8192-wide bf16 row), at least one warp per row; rows
   too short to fill a warp's worth get several rows per program, one warp each, so a program has at
   least 4 warps. A 16-bit row whose other row-wide inputs are weights (a norm's w and b, the same
-  in every row) that fit in shared memory walks 4 blocks of rows a program when the grid stays large (`Schedule.blocks_per_program`: the weights are read
-  once a program and kept in shared memory), with registers capped for 1024 resident threads an SM
-  (`Schedule.resident_threads`); a smaller grid gets one block a program, 16 elements a thread and
-  a cap of 1536 threads. Longer rows keep the CPU schedule;
+  in every row) that fit in shared memory walks 4 blocks of rows a program when the grid stays
+  large (`Schedule.blocks_per_program`: the weights are read once a program and kept in shared
+  memory), with registers capped for 1024 resident threads an SM (`Schedule.resident_threads`);
+  a smaller grid gets one block a program, 16 elements a thread and a cap of 1536 threads. Longer
+  rows keep the CPU schedule;
 - matmul: the tensor-core tiles of `matmul_schedule` (bf16/f16 operands; bench/gpu_gemm.py).
 Other patterns keep the CPU schedule.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 
 from tessera.ir.gpu_layout import MAX_STAGED_BYTES, VECTOR_BYTES
 from tessera.ir.schedule.heuristics import SINGLE_PASS_ROW, pow2_at_least
-from tessera.ir.schedule.ops import KernelCall, Plan
+from tessera.ir.schedule.ops import KernelArg, KernelCall, Plan
 from tessera.ir.tile.ops import Schedule
 
 ELEMENTWISE_WARPS = 4
@@ -48,8 +50,9 @@ ROW_ELEMENTS = 32
 ROW_BLOCKS_PER_PROGRAM_WITH_WEIGHTS = 4
 ROW_RESIDENT_THREADS_STAGED = 1024
 # Rows with weights held in registers (f32, or a grid too small to walk several blocks a program):
-# 16 elements a thread; 16-bit ones cap their registers for 1536 threads an SM (three rows in flight instead of two at the price of a few
-# spilled bytes): layernorm 0.125 -> 0.121 ms, rmsnorm 0.115 -> 0.101 (version 3).
+# 16 elements a thread; 16-bit ones cap their registers for 1536 threads an SM (three rows in flight
+# instead of two at the price of a few spilled bytes): layernorm 0.125 -> 0.121 ms, rmsnorm 0.115 ->
+# 0.101 (version 3).
 ROW_ELEMENTS_WITH_WEIGHTS = 16
 ROW_RESIDENT_THREADS_WITH_WEIGHTS = 1536
 # Programs a grid keeps at least when its programs walk several blocks (about 8 an SM of an H100).
@@ -74,10 +77,7 @@ def _row_blocks(ext: tuple[int, ...], v: int, warp: int, row_elements: int) -> t
         return None
     row_warps = per_row // warp
     br = min(pow2_at_least(rows), max(1, MIN_WARPS // row_warps))
-    lead = 1
-    for n in ext[:-2]:
-        lead *= n
-    return lead * -(-rows // br), br, bk, row_warps
+    return math.prod(ext[:-2]) * -(-rows // br), br, bk, row_warps
 
 
 def vector_elements(call: KernelCall) -> int:
@@ -86,16 +86,21 @@ def vector_elements(call: KernelCall) -> int:
     return max(1, VECTOR_BYTES // narrowest)
 
 
+def _row_args(call: KernelCall) -> list[KernelArg]:
+    """The call's inputs read whole, row by row (the row itself, broadcast weights)."""
+    return [a for a in call.args if a.role == "in" and a.part == "full"]
+
+
 def row_inputs(call: KernelCall) -> int:
-    """How many of the call's inputs are read whole, row by row (the row itself, broadcast weights)."""
-    return sum(1 for a in call.args if a.role == "in" and a.part == "full")
+    """How many of the call's inputs are read whole, row by row."""
+    return len(_row_args(call))
 
 
 def invariant_row_bytes(call: KernelCall, block_rows: int, block_cols: int) -> int | None:
     """The bytes a block of the inputs that are the same in every row (stride 0 along the rows: a
     norm's weights) takes, as stored, when every other row input is the row itself (one input varying
     along the rows); None otherwise."""
-    full = [a for a in call.args if a.role == "in" and a.part == "full"]
+    full = _row_args(call)
     same = [a for a in full if a.layout.rows_alike()]
     if not same or len(full) - len(same) != 1:
         return None
